@@ -1,0 +1,24 @@
+# mrimpute: `make demo` runs the main job on the embedded sample; `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_CPU := torch==2.13.0
+
+.PHONY: install demo test clean
+
+$(BIN)/mrimpute: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_CPU)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/mrimpute
+
+demo: install
+	$(BIN)/mrimpute demo --out-dir demo-output --force
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 --durations=10
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,70 @@
+"""`mrimpute train`: train a model on a folder of subjects or a CSV manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .console import console, make_table, reporting, run_guarded
+
+
+def train_command(
+    data: Path = typer.Option(..., help="Folder of subject folders (<subject>/<modality>.nii.gz) or a CSV manifest."),
+    inputs: str = typer.Option("t1,t1c,t2,flair", help="Comma-separated input modalities."),
+    outputs: str = typer.Option("t1,t1c,t2,flair", help="Comma-separated output modalities."),
+    out: Path = typer.Option(..., help="Checkpoint to write (best epoch); '<out>.last.pt' holds the latest."),
+    epochs: int = typer.Option(100, min=1, help="Maximum number of epochs."),
+    steps_per_epoch: int = typer.Option(50, min=1, help="Optimiser steps per epoch."),
+    batch_size: int = typer.Option(16, min=1, help="Slices per step."),
+    crop: int = typer.Option(96, min=8, help="Training crop size in pixels (a multiple of 4)."),
+    width: float = typer.Option(1.0, min=0.05, help="Channel width multiplier (1 = the paper's model)."),
+    latent: int = typer.Option(16, min=1, help="Latent channels."),
+    fusion: str = typer.Option("max", help="Fusion: max, mean, hemis or output-mean."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    seed: int = typer.Option(0, help="Random seed (runs with one seed are repeatable)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, help="Continue from '<out>.last.pt' after an interruption."),
+    patience: int = typer.Option(10, min=1, help="Stop after this many epochs without validation improvement."),
+    slice_axis: str = typer.Option("axial", help="Slice axis: axial, coronal or sagittal."),
+    exclude: str = typer.Option("", help="Comma-separated subjects to leave out entirely (e.g. a test subject)."),
+    val_subjects: str = typer.Option("", help="Comma-separated validation subjects (default: a seeded 20%)."),
+    time_limit: float = typer.Option(0.0, help="Stop after the epoch that passes this many minutes (0: no limit)."),
+    no_c1: bool = typer.Option(False, help="Ablation: drop cost c1 (single latents decoded)."),
+    no_c2: bool = typer.Option(False, help="Ablation: drop cost c2 (variance between latents)."),
+    no_c3: bool = typer.Option(False, help="Ablation: drop cost c3 (fused latent decoded)."),
+    full_c1: bool = typer.Option(False, help="Decode every single latent to every output each step (slower)."),
+    input_dropout: bool = typer.Option(False, help="Fuse a random subset of the inputs for c3 each step."),
+    threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
+) -> None:
+    """Train a multi-input, multi-output synthesis model (Chartsias et al. 2018)."""
+
+    def job() -> None:
+        import torch
+
+        from ..config import FUSIONS
+        from ..errors import InputError
+        from ..model.losses import LossTerms
+        from ..modalities import parse_modality_list
+        from ..pipeline.train import TrainSettings, train
+
+        if threads:
+            torch.set_num_threads(threads)
+        if fusion not in FUSIONS:
+            raise InputError(f"unknown fusion '{fusion}': expected one of {', '.join(FUSIONS)}")
+        if crop % 4:
+            raise InputError(f"--crop {crop} is not a multiple of 4")
+        split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
+        settings = TrainSettings(
+            data=data, inputs=parse_modality_list(inputs), outputs=parse_modality_list(outputs), out=out,
+            epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop, width=width,
+            latent=latent, fusion=fusion, lr=lr, seed=seed, device=device, resume=resume, patience=patience,
+            slice_axis=slice_axis, exclude=split(exclude), val_subjects=split(val_subjects), time_limit_min=time_limit,
+            terms=LossTerms(c1=not no_c1, c2=not no_c2, c3=not no_c3), sample_c1_outputs=not full_c1,
+            input_dropout=input_dropout)
+        with reporting() as reporter:
+            path = train(settings, reporter)
+        console.print(make_table("training", reporter.rows))
+        console.print(f"best model: {path}  (card: {path.with_suffix('.md')})")
+
+    run_guarded(job)

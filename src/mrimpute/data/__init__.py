@@ -1,0 +1,1 @@
+"""Subjects on disk, intensity normalisation, and 2D slice sampling."""

@@ -1,0 +1,52 @@
+"""2D training samples: random crops of slices that contain brain, and a fixed validation set."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .subjects import LoadedSubject
+
+MIN_BRAIN_FRACTION = 0.02  # of the slice's area: emptier slices are not trained on
+
+
+class SliceSampler:
+    """Draws batches of random crops (brain-centred, random left-right flip) from loaded subjects."""
+
+    def __init__(self, subjects: list[LoadedSubject], modalities: list[str], axis: int, crop: int) -> None:
+        self.modalities = modalities
+        self.crop = crop
+        self.stacks = [np.moveaxis(np.stack([s.volumes[m] for m in modalities]), axis + 1, 1) for s in subjects]
+        self.masks = [np.moveaxis(s.mask, axis, 0) for s in subjects]
+        self.slices = []  # (subject index, slice index) pairs with enough brain
+        for i, mask in enumerate(self.masks):
+            area = mask.shape[1] * mask.shape[2]
+            counts = mask.reshape(mask.shape[0], -1).sum(axis=1)
+            self.slices += [(i, int(k)) for k in np.flatnonzero(counts > MIN_BRAIN_FRACTION * area)]
+        if not self.slices:
+            raise ValueError("no slice of the training set contains brain")
+
+    def _crop(self, subject: int, index: int, rng: np.random.Generator) -> np.ndarray:
+        image = self.stacks[subject][:, index]
+        mask = self.masks[subject][index]
+        ys, xs = np.nonzero(mask)
+        pick = rng.integers(len(ys))
+        half = self.crop // 2
+        padded = np.pad(image, ((0, 0), (half, half), (half, half)))
+        y0, x0 = int(ys[pick]), int(xs[pick])  # crop centred on a brain pixel (in padded coordinates: +half)
+        patch = padded[:, y0 : y0 + self.crop, x0 : x0 + self.crop]
+        return patch[:, :, ::-1] if rng.random() < 0.5 else patch
+
+    def batch(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """An array (modalities, batch, crop, crop) of random crops."""
+        picks = rng.integers(len(self.slices), size=size)
+        return np.stack([self._crop(*self.slices[p], rng) for p in picks], axis=1).copy()
+
+
+def validation_batches(sampler: SliceSampler, count: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """A fixed set of crops for validation, the same every epoch."""
+    rng = np.random.default_rng(seed)
+    batches, left = [], count
+    while left > 0:
+        batches.append(sampler.batch(min(batch_size, left), rng))
+        left -= batch_size
+    return batches

@@ -1,0 +1,113 @@
+"""Finding training subjects on disk (a folder of subject folders, or a CSV manifest) and loading them."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.nifti import Volume, check_same_grid, load_volume
+from ..modalities import KNOWN_MODALITIES, canonical_modality
+from .intensity import foreground_mask, normalise
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass
+class Subject:
+    """One subject's files by canonical modality name, plus optional masks."""
+
+    name: str
+    files: dict[str, Path]
+    masks: dict[str, Path] = field(default_factory=dict)  # "brainmask", "lesion", "lesion_predicted"
+
+
+@dataclass
+class LoadedSubject:
+    """A subject's normalised volumes (RAS+), brain mask, and per-modality normalisation factors."""
+
+    name: str
+    volumes: dict[str, np.ndarray]
+    mask: np.ndarray
+    factors: dict[str, float]
+    reference: Volume
+
+
+def _strip_suffix(name: str) -> str | None:
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _subject_from_folder(folder: Path) -> Subject:
+    subject = Subject(name=folder.name, files={})
+    for path in sorted(folder.iterdir()):
+        stem = _strip_suffix(path.name)
+        if stem is None:
+            continue
+        if stem in ("brainmask", "lesion", "lesion_predicted"):
+            subject.masks[stem] = path
+        elif stem.lower() in KNOWN_MODALITIES or stem.lower() in ("t1w", "t2w", "t1ce", "t1n", "t2f", "pdw"):
+            subject.files[canonical_modality(stem)] = path
+    return subject
+
+
+def _subjects_from_manifest(manifest: Path) -> list[Subject]:
+    """CSV with columns subject, modality, path (relative paths are taken from the manifest's folder)."""
+    by_name: dict[str, Subject] = {}
+    with manifest.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"subject", "modality", "path"} - set(reader.fieldnames or [])
+        if missing:
+            raise InputError(f"{manifest}: manifest lacks column(s) {', '.join(sorted(missing))}")
+        for row in reader:
+            path = Path(row["path"])
+            path = path if path.is_absolute() else manifest.parent / path
+            subject = by_name.setdefault(row["subject"], Subject(name=row["subject"], files={}))
+            kind = row["modality"].strip().lower()
+            if kind in ("brainmask", "lesion", "lesion_predicted"):
+                subject.masks[kind] = path
+            else:
+                subject.files[canonical_modality(kind)] = path
+    return list(by_name.values())
+
+
+def discover_subjects(data: str | Path) -> list[Subject]:
+    """Subjects of a training set: a folder of `<subject>/<modality>.nii.gz` folders, or a CSV manifest."""
+    data = Path(data)
+    if data.is_file() and data.suffix.lower() == ".csv":
+        subjects = _subjects_from_manifest(data)
+    elif data.is_dir():
+        subjects = [_subject_from_folder(p) for p in sorted(data.iterdir()) if p.is_dir()]
+        subjects = [s for s in subjects if s.files]
+    else:
+        raise InputError(f"{data}: not a folder of subjects nor a CSV manifest")
+    if not subjects:
+        raise InputError(f"{data}: no subjects with NIfTI volumes found")
+    return subjects
+
+
+def load_subject(subject: Subject, modalities: list[str]) -> LoadedSubject:
+    """Load, grid-check and normalise the given modalities of a subject (all must be present)."""
+    missing = [m for m in modalities if m not in subject.files]
+    if missing:
+        raise InputError(f"subject {subject.name}: no {', '.join(missing)} volume")
+    volumes = {m: load_volume(subject.files[m]) for m in modalities}
+    check_same_grid(list(volumes.values()))
+    if "brainmask" in subject.masks:
+        mask_volume = load_volume(subject.masks["brainmask"])
+        check_same_grid([next(iter(volumes.values())), mask_volume])
+        mask = mask_volume.data > 0.5
+    else:
+        mask = np.logical_or.reduce([foreground_mask(v.data) for v in volumes.values()])
+    normalised, factors = {}, {}
+    for m, volume in volumes.items():
+        try:
+            normalised[m], factors[m] = normalise(volume.data, mask & foreground_mask(volume.data))
+        except ValueError as exc:
+            raise InputError(f"{volume.path}: {exc}") from None
+    return LoadedSubject(subject.name, normalised, mask, factors, next(iter(volumes.values())))

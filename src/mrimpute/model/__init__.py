@@ -1,0 +1,1 @@
+"""The network (torch only: no file formats, no CLI)."""

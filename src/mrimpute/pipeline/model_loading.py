@@ -1,0 +1,36 @@
+"""Rebuilding a network from a checkpoint and finding the shipped default model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import CheckpointError
+from ..io.checkpoint import load_checkpoint
+from ..model.network import SynthesisNet
+
+MODEL_ENV = "MRIMPUTE_MODEL"
+
+
+def default_model_path() -> Path:
+    """The shipped model: $MRIMPUTE_MODEL if set, else models/default.pt of the source tree."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    return Path(__file__).resolve().parents[3] / "models" / "default.pt"
+
+
+def load_model(path: str | Path | None, device: torch.device) -> tuple[SynthesisNet, dict]:
+    """Rebuild the network a checkpoint describes, load its weights, and return it in eval mode with its payload."""
+    path = Path(path) if path else default_model_path()
+    payload = load_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+        model = SynthesisNet(config)
+        model.load_state_dict(payload["state_dict"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights do not match the stored model settings ({type(exc).__name__})") from None
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    return model, payload

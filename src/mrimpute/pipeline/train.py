@@ -1,0 +1,205 @@
+"""Training: Adam on random slice crops, validation each epoch, early stopping, best/last checkpoints, resume."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import SLICE_AXES, ModelConfig
+from ..data.slices import SliceSampler, validation_batches
+from ..data.subjects import Subject, discover_subjects, load_subject
+from ..errors import CheckpointError, InputError
+from ..io.checkpoint import load_checkpoint, save_checkpoint, write_model_card
+from ..model.losses import LossTerms, synthesis_loss
+from ..model.network import SynthesisNet
+from .device import resolve_device
+from .reporting import Reporter
+
+NORMALISATION = "each volume / its mean over the brain (negatives clipped to 0, background 0)"
+
+
+@dataclass
+class TrainSettings:
+    """Everything `mrimpute train` takes."""
+
+    data: Path
+    inputs: list[str]
+    outputs: list[str]
+    out: Path
+    epochs: int = 100
+    steps_per_epoch: int = 50
+    batch_size: int = 16
+    crop: int = 96
+    width: float = 1.0
+    latent: int = 16
+    fusion: str = "max"
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    patience: int = 10
+    slice_axis: str = "axial"
+    exclude: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    val_subjects: list[str] = field(default_factory=list)
+    val_fraction: float = 0.2
+    val_crops: int = 64
+    time_limit_min: float = 0.0
+    terms: LossTerms = field(default_factory=LossTerms)
+    sample_c1_outputs: bool = True
+    input_dropout: bool = False
+
+
+def last_checkpoint_path(out: Path) -> Path:
+    """The rolling checkpoint beside the best one, used by --resume."""
+    return Path(out).with_suffix(".last.pt")
+
+
+def split_subjects(subjects: list[Subject], settings: TrainSettings) -> tuple[list[Subject], list[Subject]]:
+    """Split by subject into training and validation (explicit names, or a seeded fraction)."""
+    names = [s.name for s in subjects]
+    for wanted in settings.exclude + settings.subjects + settings.val_subjects:
+        if wanted not in names:
+            raise InputError(f"{settings.data}: no subject named '{wanted}' (found {', '.join(names)})")
+    pool = [s for s in subjects if s.name not in settings.exclude and (not settings.subjects or s.name in settings.subjects)]
+    if settings.val_subjects:
+        val = [s for s in pool if s.name in settings.val_subjects]
+    elif len(pool) >= 2 and settings.val_fraction > 0:
+        order = np.random.default_rng(settings.seed).permutation(len(pool))
+        count = max(1, int(round(settings.val_fraction * len(pool))))
+        val = [pool[i] for i in sorted(order[:count])]
+    else:
+        val = []
+    train = [s for s in pool if s not in val]
+    if not train:
+        raise InputError(f"{settings.data}: no training subjects left after the split")
+    return train, val
+
+
+def _to_tensors(batch: np.ndarray, modalities: list[str], device: torch.device) -> dict[str, torch.Tensor]:
+    tensor = torch.from_numpy(batch).to(device)
+    return {m: tensor[i].unsqueeze(1).contiguous(memory_format=torch.channels_last) for i, m in enumerate(modalities)}
+
+
+def _step_choices(settings: TrainSettings, rng: np.random.Generator) -> tuple[dict | None, list[str] | None]:
+    c1_outputs = {m: [settings.outputs[rng.integers(len(settings.outputs))]] for m in settings.inputs} \
+        if settings.sample_c1_outputs else None
+    fused = None
+    if settings.input_dropout:
+        keep = rng.random(len(settings.inputs)) < 0.5
+        keep[rng.integers(len(keep))] = True
+        fused = [m for m, k in zip(settings.inputs, keep) if k]
+    return c1_outputs, fused
+
+
+@torch.no_grad()
+def validate(model: SynthesisNet, batches: list[np.ndarray], modalities: list[str], settings: TrainSettings,
+             device: torch.device) -> dict[str, float]:
+    """Mean validation cost (all terms, every output) and the fused-latent MAE of each output."""
+    model.eval()
+    totals: dict[str, float] = {}
+    for batch in batches:
+        tensors = _to_tensors(batch, modalities, device)
+        images = {m: tensors[m] for m in settings.inputs}
+        targets = {m: tensors[m] for m in settings.outputs}
+        _, parts = synthesis_loss(model, images, targets, settings.terms)
+        predictions = model(images)
+        for m in settings.outputs:
+            parts[f"mae_{m}"] = float((predictions[m] - targets[m]).abs().mean())
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + value / len(batches)
+    model.train()
+    return totals
+
+
+def train(settings: TrainSettings, reporter: Reporter | None = None) -> Path:
+    """Train a model as the settings say and return the path of its best checkpoint."""
+    reporter = reporter or Reporter()
+    device = resolve_device(settings.device)
+    config = ModelConfig(inputs=settings.inputs, outputs=settings.outputs, latent=settings.latent,
+                         width=settings.width, fusion=settings.fusion, slice_axis=settings.slice_axis)
+    modalities = list(dict.fromkeys(settings.inputs + settings.outputs))
+    train_subjects, val_subjects = split_subjects(discover_subjects(settings.data), settings)
+    reporter.message(f"training on {', '.join(s.name for s in train_subjects)}; "
+                     f"validating on {', '.join(s.name for s in val_subjects) or 'training crops (no validation subject)'}")
+    loaded = [load_subject(s, modalities) for s in train_subjects]
+    axis = SLICE_AXES[settings.slice_axis]
+    sampler = SliceSampler(loaded, modalities, axis, settings.crop)
+    val_sampler = SliceSampler([load_subject(s, modalities) for s in val_subjects], modalities, axis, settings.crop) \
+        if val_subjects else sampler
+    val_data = validation_batches(val_sampler, settings.val_crops, settings.batch_size, settings.seed + 10_000)
+
+    torch.manual_seed(settings.seed)
+    model = SynthesisNet(config).to(device).to(memory_format=torch.channels_last)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    last_path = last_checkpoint_path(settings.out)
+    if settings.resume:
+        if not last_path.is_file():
+            raise CheckpointError(f"{last_path}: nothing to resume from")
+        payload = load_checkpoint(last_path)
+        if payload["config"] != config.to_dict():
+            raise CheckpointError(f"{last_path}: was trained with other model settings; cannot resume")
+        model.load_state_dict(payload["state_dict"])
+        optimiser.load_state_dict(payload["optimiser"])
+        state = payload["train_state"]
+        reporter.message(f"resumed after epoch {state['epoch']}")
+
+    metadata = {
+        "created": "", "normalisation": NORMALISATION,
+        "training_subjects": [s.name for s in train_subjects], "validation_subjects": [s.name for s in val_subjects],
+        "train_settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
+                           if k not in ("resume", "out", "data")},
+        "device": str(device),
+    }
+    started = time.monotonic() - state["seconds"]
+    reporter.start("training", settings.epochs * settings.steps_per_epoch)
+    reporter.advance(state["epoch"] * settings.steps_per_epoch)
+    while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
+        epoch = state["epoch"] + 1
+        rng = np.random.default_rng([settings.seed, epoch])
+        running: dict[str, float] = {}
+        for _ in range(settings.steps_per_epoch):
+            tensors = _to_tensors(sampler.batch(settings.batch_size, rng), modalities, device)
+            c1_outputs, fused = _step_choices(settings, rng)
+            loss, parts = synthesis_loss(model, {m: tensors[m] for m in settings.inputs},
+                                         {m: tensors[m] for m in settings.outputs}, settings.terms, fused, c1_outputs)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            for key, value in parts.items():
+                running[key] = running.get(key, 0.0) + value / settings.steps_per_epoch
+            reporter.advance()
+        val = validate(model, val_data, modalities, settings, device)
+        state["epoch"] = epoch
+        state["seconds"] = time.monotonic() - started
+        row = {"epoch": epoch, "train_loss": running["total"], "val_loss": val["total"],
+               **{k: v for k, v in val.items() if k.startswith("mae_")}, "seconds": state["seconds"]}
+        state["history"].append(row)
+        improved = val["total"] < state["best_loss"]
+        if improved:
+            state.update(best_loss=val["total"], best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        metadata.update(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), epochs_run=epoch,
+                        best_epoch=state["best_epoch"], training_seconds=round(state["seconds"], 1))
+        if improved:
+            metadata["validation"] = {k: round(v, 5) for k, v in val.items()}
+            save_checkpoint(settings.out, config, model.state_dict(), dict(metadata))
+        save_checkpoint(last_path, config, model.state_dict(), dict(metadata),
+                        extra={"optimiser": optimiser.state_dict(), "train_state": state})
+        reporter.table_row({**row, "best": "*" if improved else ""})
+        if settings.time_limit_min and state["seconds"] > 60 * settings.time_limit_min:
+            reporter.message(f"time limit of {settings.time_limit_min} min reached after epoch {epoch}")
+            break
+    reporter.finish()
+    best = load_checkpoint(settings.out)
+    best["metadata"].update(epochs_run=state["epoch"], training_seconds=round(state["seconds"], 1))
+    save_checkpoint(settings.out, config, best["state_dict"], best["metadata"])
+    write_model_card(settings.out, config, best["metadata"])
+    return Path(settings.out)

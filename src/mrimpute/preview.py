@@ -1,0 +1,55 @@
+"""QC montages: labelled grids of slices (inputs, truth, synthesis, absolute error) written as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .io.atomic import write_atomically
+
+LABEL_HEIGHT = 14
+
+
+def _to_uint8(image: np.ndarray, high: float) -> np.ndarray:
+    return (np.clip(image / high, 0.0, 1.0) * 255).astype(np.uint8) if high > 0 else np.zeros(image.shape, np.uint8)
+
+
+def preview_slices(mask: np.ndarray, count: int = 3) -> list[int]:
+    """Axial slice indices spread over the middle of the brain (RAS+ arrays: axis 2)."""
+    present = np.flatnonzero(mask.any(axis=(0, 1)))
+    if present.size == 0:
+        return [mask.shape[2] // 2]
+    lo, hi = present[0], present[-1]
+    return [int(lo + (hi - lo) * f) for f in np.linspace(0.35, 0.65, count)]
+
+
+def montage(columns: dict[str, np.ndarray], mask: np.ndarray, window: float, error_columns: tuple[str, ...] = ()) -> np.ndarray:
+    """A grid: one column per named RAS+ volume, one row per slice; error columns use half the window."""
+    rows = []
+    for index in preview_slices(mask):
+        tiles = []
+        for name, volume in columns.items():
+            high = window / 2 if name in error_columns else window
+            tiles.append(_to_uint8(np.rot90(volume[:, :, index]), high))  # anterior up, patient left on the left
+        rows.append(np.concatenate(tiles, axis=1))
+    grid = np.concatenate(rows, axis=0)
+    labelled = np.zeros((grid.shape[0] + LABEL_HEIGHT, grid.shape[1]), dtype=np.uint8)
+    labelled[LABEL_HEIGHT:] = grid
+    return labelled
+
+
+def save_montage(path: Path, columns: dict[str, np.ndarray], mask: np.ndarray, error_columns: tuple[str, ...] = (),
+                 force: bool = False) -> Path:
+    """Write a labelled montage; the window is the 99.5th percentile of the brain across the non-error columns."""
+    window = float(np.percentile(np.concatenate([v[mask] for k, v in columns.items() if k not in error_columns]), 99.5))
+    grid = montage(columns, mask, window, error_columns)
+    image = Image.fromarray(grid, mode="L")
+    draw = ImageDraw.Draw(image)
+    tile_width = grid.shape[1] // len(columns)
+    for i, name in enumerate(columns):
+        suffix = " (x2)" if name in error_columns else ""
+        draw.text((i * tile_width + 3, 1), f"{name}{suffix}", fill=255)
+    write_atomically(Path(path), lambda tmp: image.save(tmp, format="PNG"), force=force)
+    return Path(path)
