@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +14,19 @@ from mrimpute.config import ModelConfig
 from mrimpute.io.checkpoint import save_checkpoint
 from mrimpute.model.network import SynthesisNet
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _find_shared_data() -> Path:
+    """../shared/data beside the project (or $MRIMPUTE_SHARED_DATA, or the first shared/data above it)."""
+    if os.environ.get("MRIMPUTE_SHARED_DATA"):
+        return Path(os.environ["MRIMPUTE_SHARED_DATA"])
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "shared" / "data" / "coregistered").is_dir():
+            return folder / "shared" / "data"
+    return Path("/work/shared/data")
+
+
+SHARED_DATA = _find_shared_data()
 torch.set_num_threads(1)  # pytest-xdist runs one worker per core
 MODALITIES = ("t1", "t1c", "t2", "flair")
 CONTRASTS = {"t1": (0.3, 0.8, 1.0), "t1c": (0.3, 0.9, 1.0), "t2": (1.0, 0.6, 0.4), "flair": (0.2, 0.9, 0.7)}

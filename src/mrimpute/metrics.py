@@ -7,7 +7,7 @@
 - ``brasyn``: the BraSyn challenge protocol: each volume clipped to the 0.5-99.5 percentiles of its brain voxels and
   scaled to [0, 1]; SSIM map and PSNR (data range 1) inside the mask.
 
-SSIM and PSNR come from scikit-image (7-voxel Gaussian-free window, data range given explicitly).
+SSIM and PSNR come from scikit-image (its default 7-voxel uniform window; data range given explicitly).
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ PROTOCOLS: tuple[str, ...] = ("paper", "brain", "brasyn")
 def _scores(pred: np.ndarray, true: np.ndarray, region: np.ndarray, data_range: float) -> dict[str, float]:
     diff = (pred - true)[region]
     mse = float(np.mean(diff**2))
-    box = bounding_box(region, (0, 1, 2), multiple=1, margin=4)
-    _, ssim_map = structural_similarity(crop_padded(true, box), crop_padded(pred, box), data_range=data_range, full=True)
+    box = [slice(max(0, b.start), min(n, b.stop)) for b, n in
+           zip(bounding_box(region, (0, 1, 2), multiple=1, margin=4), region.shape)]
+    mean_ssim, ssim_map = structural_similarity(crop_padded(true, box), crop_padded(pred, box), data_range=data_range,
+                                                full=True)
     return {
         "mse": mse,
         "mae": float(np.mean(np.abs(diff))),
         "psnr": float(10 * np.log10(data_range**2 / mse)) if mse > 0 else float("inf"),
-        "ssim": float(ssim_map[crop_padded(region, box)].mean()),
+        # whole volume: scikit-image's own mean (which leaves out the window's half-width at the borders)
+        "ssim": float(mean_ssim if region.all() else ssim_map[crop_padded(region, box)].mean()),
         "data_range": float(data_range),
     }
 

@@ -53,3 +53,12 @@ def save_montage(path: Path, columns: dict[str, np.ndarray], mask: np.ndarray, e
         draw.text((i * tile_width + 3, 1), f"{name}{suffix}", fill=255)
     write_atomically(Path(path), lambda tmp: image.save(tmp, format="PNG"), force=force)
     return Path(path)
+
+
+def save_qc(path: Path, inputs: dict[str, np.ndarray], truth: np.ndarray, synthesis: np.ndarray, brain: np.ndarray,
+            target: str, force: bool = False) -> Path:
+    """The QC montage: inputs, true and synthetic target (brain-mean units), and absolute error, same slices."""
+    true = np.clip(truth, 0, None) / float(np.clip(truth, 0, None)[brain].mean())
+    columns = {**inputs, f"true {target}": true, f"synthetic {target}": synthesis,
+               "|error|": np.abs(synthesis - true) * brain}
+    return save_montage(path, columns, brain, error_columns=("|error|",), force=force)

@@ -1,4 +1,4 @@
-"""`mrimpute eval`: score a model on subjects with known contrasts, for every input subset."""
+"""`mrimpute eval`: score a model on subjects with known contrasts, score one pair, or compare two evaluations."""
 
 from __future__ import annotations
 
@@ -16,19 +16,62 @@ def _format_summary(summary: list[dict]) -> list[dict]:
              "SSIM": f"{s['ssim']:.4f} ± {s['ssim_sd']:.4f}"} for s in summary]
 
 
+def _score_pair(pred: Path, truth: Path, mask: Optional[Path], lesion: Optional[Path]) -> None:
+    from ..data.intensity import foreground_mask
+    from ..io.nifti import check_same_grid, load_volume
+    from ..pipeline.evaluate import score_all
+
+    volumes = [load_volume(p) for p in (truth, pred, mask, lesion) if p is not None]
+    check_same_grid(volumes)
+    brain = volumes[2].data > 0.5 if mask else foreground_mask(volumes[0].data)
+    lesion_mask = volumes[-1].data > 0.5 if lesion else None
+    scores = score_all(volumes[1].data, volumes[0].data, brain, lesion_mask)
+    console.print(make_table(f"{pred} against {truth}", [{"protocol": k, **v} for k, v in scores.items()]))
+
+
+def _compare(paths: list[Path], protocol: str, out_dir: Path, force: bool) -> None:
+    import csv
+
+    from ..errors import InputError
+    from ..io.atomic import write_atomically
+    from ..pipeline.compare import compare_runs, read_rows
+
+    if len(paths) != 2:
+        raise InputError("--compare takes two metrics.csv files: --compare A.csv --compare B.csv")
+    results = compare_runs(read_rows(paths[0]), read_rows(paths[1]), protocol)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "comparison.csv"
+
+    def _write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(results[0]))
+            writer.writeheader()
+            writer.writerows(results)
+
+    write_atomically(target, _write, force=force)
+    console.print(make_table(f"A = {paths[0]}  vs  B = {paths[1]} ({protocol}; * = p < 0.05 in both tests)", results))
+    console.print(f"wrote {target}")
+
+
 def eval_command(
-    data: Path = typer.Option(..., help="Folder of subject folders or a CSV manifest, with true contrasts."),
+    data: Optional[Path] = typer.Option(None, help="Folder of subject folders or a CSV manifest, with true contrasts."),
     model: Optional[Path] = typer.Option(None, help="Model checkpoint (default: the shipped model)."),
     subjects: str = typer.Option("", help="Comma-separated subjects to score (default: all)."),
     targets: str = typer.Option("", help="Comma-separated targets (default: every output of the model)."),
     subsets: str = typer.Option("all", help="all | single | single+rest | explicit, e.g. 't1,t2;t1'."),
-    out_dir: Path = typer.Option(Path("eval-output"), help="Folder for metrics.csv and summary.json."),
+    pred: Optional[Path] = typer.Option(None, help="Score one synthesised volume (with --truth)."),
+    truth: Optional[Path] = typer.Option(None, help="The true volume for --pred."),
+    mask: Optional[Path] = typer.Option(None, help="Brain mask for --pred (default: the truth's foreground)."),
+    lesion: Optional[Path] = typer.Option(None, help="Lesion mask for --pred: adds in-lesion scores."),
+    compare: Optional[list[Path]] = typer.Option(None, help="Two metrics.csv files to test against each other."),
+    out_dir: Path = typer.Option(Path("eval-output"), help="Folder for metrics.csv, summary.json and qc/ PNGs."),
     protocol: str = typer.Option("brain", help="Protocol shown in the table: paper, brain or brasyn."),
+    qc: bool = typer.Option(True, help="Write a QC montage per subject and target."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, help="Overwrite earlier reports."),
     update_card: bool = typer.Option(False, help="Add the table to the model's card (<model>.md)."),
 ) -> None:
-    """Synthesise each target from each input subset and score it (MSE, MAE, PSNR, SSIM under three protocols)."""
+    """Score synthesis: a model over subjects and input subsets (--data), one pair (--pred/--truth), or --compare."""
 
     def job() -> None:
         from ..errors import InputError
@@ -39,8 +82,17 @@ def eval_command(
 
         if protocol not in PROTOCOLS:
             raise InputError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
+        if compare:
+            return _compare(compare, protocol, out_dir, force)
+        if pred or truth:
+            if not (pred and truth):
+                raise InputError("--pred and --truth go together")
+            return _score_pair(pred, truth, mask, lesion)
+        if data is None:
+            raise InputError("give --data (with a model), --pred and --truth, or --compare A.csv --compare B.csv")
         settings = EvalSettings(data=data, model=model, subjects=[s for s in subjects.split(",") if s] or None,
-                                targets=parse_modality_list(targets) if targets else None, subsets=subsets, device=device)
+                                targets=parse_modality_list(targets) if targets else None, subsets=subsets,
+                                device=device, qc_dir=out_dir / "qc" if qc else None)
         with reporting() as reporter:
             rows = evaluate(settings, reporter)
         csv_path, json_path = write_reports(rows, out_dir, force)

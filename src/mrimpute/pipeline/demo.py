@@ -6,11 +6,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..data.intensity import foreground_mask
 from ..io.atomic import write_atomically
 from ..io.nifti import load_volume
 from ..metrics import in_brain_metrics
-from ..preview import save_montage
+from ..preview import save_qc
 from .reporting import Reporter
 from .synthesize import check_outputs, synthesize, write_outputs
 
@@ -34,11 +36,8 @@ def run_demo(out_dir: Path, model_path: Path | None = None, device: str = "auto"
     truth = load_volume(SAMPLE_DIR / f"{DEMO_TARGET}.nii.gz").data
     brain = foreground_mask(truth)
     scores = in_brain_metrics(result.outputs[DEMO_TARGET], truth, brain)
-    inputs_normalised = {m: load_volume(p).data / result.factors[m] for m, p in inputs.items()}
-    truth_normalised = truth.clip(0, None) / truth[brain].mean()
-    synthesis = result.outputs[DEMO_TARGET]
-    save_montage(png, {**inputs_normalised, "true flair": truth_normalised, "synthetic flair": synthesis,
-                       "|error|": abs(synthesis - truth_normalised) * brain}, brain, error_columns=("|error|",), force=force)
+    inputs_normalised = {m: np.clip(load_volume(p).data, 0, None) / result.factors[m] for m, p in inputs.items()}
+    save_qc(png, inputs_normalised, truth, result.outputs[DEMO_TARGET], brain, DEMO_TARGET, force=force)
     summary = {"subject": "open_ms patient07 (CC-BY)", "inputs": list(DEMO_INPUTS), "target": DEMO_TARGET,
                "synthesis_seconds": round(seconds, 2), "in_brain": {k: round(v, 4) for k, v in scores.items()},
                "files": {"nifti": str(nifti), "preview": str(png)}}

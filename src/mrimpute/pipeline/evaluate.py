@@ -14,9 +14,10 @@ from ..data.intensity import foreground_mask
 from ..data.subjects import discover_subjects
 from ..errors import InputError
 from ..io.atomic import write_atomically
-from ..io.nifti import check_same_grid, load_volume
+from ..io.nifti import Volume, check_same_grid, load_volume
 from ..metrics import PROTOCOLS, compare
 from ..modalities import all_subsets, canonical_modality
+from ..preview import save_qc
 from .device import resolve_device
 from .model_loading import load_model
 from .reporting import Reporter
@@ -35,6 +36,7 @@ class EvalSettings:
     targets: list[str] | None = None
     subsets: str = "all"
     device: str = "auto"
+    qc_dir: Path | None = None
 
 
 def parse_subsets(spec: str, available: list[str]) -> list[tuple[str, ...]]:
@@ -81,14 +83,38 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
             results = synthesize_subsets(model, inputs, mask, [(s, target) for s in subsets], device, reporter=reporter)
             truth = volumes[target].data
             brain = foreground_mask(truth)
+            lesion = _lesion_mask(subject, volumes[target])
             for subset in subsets:
-                for protocol in PROTOCOLS:
-                    scores = compare(results[(subset, target)], truth, brain, protocol)
+                for protocol, scores in score_all(results[(subset, target)], truth, brain, lesion).items():
                     rows.append({"subject": subject.name, "target": target, "subset": "+".join(subset),
                                  "n_inputs": len(subset), "protocol": protocol, **scores})
+            if settings.qc_dir is not None:
+                settings.qc_dir.mkdir(parents=True, exist_ok=True)
+                save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in available}, truth,
+                        results[(max(subsets, key=len), target)], brain, target, force=True)
     if not rows:
         raise InputError(f"{settings.data}: nothing to evaluate (no subject has a target and another input)")
     return rows
+
+
+def _lesion_mask(subject, reference: Volume) -> np.ndarray | None:
+    """The subject's expert lesion mask on the reference grid, if it has one with any lesion voxel."""
+    if "lesion" not in subject.masks:
+        return None
+    lesion = load_volume(subject.masks["lesion"])
+    check_same_grid([reference, lesion])
+    mask = lesion.data > 0.5
+    return mask if mask.any() else None
+
+
+def score_all(prediction: np.ndarray, truth: np.ndarray, brain: np.ndarray,
+              lesion: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Scores under every protocol, and inside the lesion ('<protocol>@lesion') when a lesion mask is given."""
+    scores = {protocol: compare(prediction, truth, brain, protocol) for protocol in PROTOCOLS}
+    if lesion is not None:
+        scores.update({f"{protocol}@lesion": compare(prediction, truth, brain, protocol, region=lesion)
+                       for protocol in PROTOCOLS})
+    return scores
 
 
 def summarise(rows: list[dict], protocol: str = "brain") -> list[dict]:
@@ -120,7 +146,7 @@ def write_reports(rows: list[dict], out_dir: Path, force: bool = False) -> tuple
             writer.writerows(rows)
 
     write_atomically(csv_path, _csv, force=force)
-    summary = {protocol: summarise(rows, protocol) for protocol in PROTOCOLS}
+    summary = {protocol: summarise(rows, protocol) for protocol in dict.fromkeys(r["protocol"] for r in rows)}
     write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(summary, indent=2)), force=force)
     return csv_path, json_path
 

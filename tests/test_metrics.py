@@ -1,0 +1,122 @@
+"""Metrics under each protocol against scikit-image and hand computation; evaluation tables and comparisons."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from conftest import write_subject
+from mrimpute.metrics import PROTOCOLS, compare
+from mrimpute.pipeline.compare import compare_runs
+from mrimpute.pipeline.evaluate import CSV_FIELDS, EvalSettings, evaluate, parse_subsets, write_reports
+
+
+def _pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((24, 20, 16))
+    truth[4:20, 3:17, 2:14] = 1 + rng.random((16, 14, 12))
+    pred = np.where(truth > 0, truth + 0.1 * rng.standard_normal(truth.shape), 0)
+    return pred, truth, truth > 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_identical_volumes_are_perfect(protocol: str) -> None:
+    _, truth, mask = _pair()
+    scores = compare(truth, truth, mask, protocol)
+    assert scores["mse"] == 0 and scores["mae"] == 0 and scores["psnr"] == float("inf")
+    assert scores["ssim"] == pytest.approx(1.0)
+
+
+def test_paper_protocol_matches_scikit_image_on_the_whole_volume() -> None:
+    pred, truth, mask = _pair()
+    pred_n, true_n = np.clip(pred, 0, None) / np.clip(pred, 0, None).mean(), truth / truth.mean()
+    scores = compare(pred, truth, mask, "paper")
+    assert scores["data_range"] == pytest.approx(true_n.max())
+    assert scores["mse"] == pytest.approx(np.mean((pred_n - true_n) ** 2))
+    assert scores["psnr"] == pytest.approx(peak_signal_noise_ratio(true_n, pred_n, data_range=true_n.max()))
+    assert scores["ssim"] == pytest.approx(structural_similarity(true_n, pred_n, data_range=true_n.max()))
+
+
+def test_brain_protocol_by_hand() -> None:
+    pred, truth, mask = _pair()
+    p, t = pred / pred[mask].mean(), truth / truth[mask].mean()
+    scores = compare(pred, truth, mask, "brain")
+    data_range = t[mask].max() - t[mask].min()
+    assert scores["data_range"] == pytest.approx(data_range)
+    assert scores["mae"] == pytest.approx(np.abs(p - t)[mask].mean())
+    assert scores["psnr"] == pytest.approx(peak_signal_noise_ratio(t[mask], p[mask], data_range=data_range))
+    _, ssim_map = structural_similarity(t, p, data_range=data_range, full=True)
+    # the map is computed on the brain's box grown by 4 voxels; away from the box's edge it equals the full map
+    inner = np.zeros_like(mask)
+    inner[8:16, 7:13, 6:10] = True
+    _, ours = structural_similarity(t[0:24, 0:20, 0:16], p[0:24, 0:20, 0:16], data_range=data_range, full=True)
+    assert np.allclose(ours[inner], ssim_map[inner])
+    assert 0 < scores["ssim"] < 1
+
+
+def test_brasyn_protocol_clips_and_scales() -> None:
+    pred, truth, mask = _pair()
+    truth = truth.copy()
+    truth[10, 10, 8] = 1000.0  # an outlier the 99.5th percentile clips away
+    scores = compare(pred, truth, mask, "brasyn")
+    assert scores["data_range"] == 1.0
+    low, high = np.percentile(truth[mask], [0.5, 99.5])
+    t = (np.clip(truth, low, high) - low) / (high - low)
+    lo_p, hi_p = np.percentile(pred[mask], [0.5, 99.5])
+    p = (np.clip(pred, lo_p, hi_p) - lo_p) / (hi_p - lo_p)
+    assert scores["mse"] == pytest.approx(np.mean((p - t)[mask] ** 2))
+    assert scores["psnr"] == pytest.approx(10 * np.log10(1 / scores["mse"]))
+
+
+def test_region_restricts_scores() -> None:
+    pred, truth, mask = _pair()
+    lesion = np.zeros_like(mask)
+    lesion[10:12, 8:10, 5:7] = True
+    inside = compare(pred, truth, mask, "brain", region=lesion)
+    p, t = pred / pred[mask].mean(), truth / truth[mask].mean()
+    assert inside["mae"] == pytest.approx(np.abs(p - t)[lesion].mean())
+    with pytest.raises(ValueError):
+        compare(pred, truth, np.zeros_like(mask), "brain")
+
+
+def test_parse_subsets() -> None:
+    assert len(parse_subsets("all", ["t1", "t2", "flair"])) == 7
+    assert parse_subsets("single+rest", ["t1", "t2"]) == [("t1",), ("t2",), ("t1", "t2")]
+    assert parse_subsets("t2,t1;t1;pd", ["t1", "t2"]) == [("t1", "t2"), ("t1",)]
+
+
+def test_evaluate_rows_csv_json_and_qc(tmp_path: Path, random_model: Path) -> None:
+    write_subject(tmp_path / "data" / "a", codes="LPS")
+    write_subject(tmp_path / "data" / "b", seed=2)
+    settings = EvalSettings(data=tmp_path / "data", model=random_model, targets=["flair", "t2"], subsets="all",
+                            device="cpu", qc_dir=tmp_path / "out" / "qc")
+    rows = evaluate(settings)
+    # 2 subjects x 2 targets x 7 subsets of the other 3 inputs x (3 protocols + 3 in-lesion)
+    assert len(rows) == 2 * 2 * 7 * 6
+    assert {r["protocol"] for r in rows} == {"paper", "brain", "brasyn", "paper@lesion", "brain@lesion", "brasyn@lesion"}
+    csv_path, json_path = write_reports(rows, tmp_path / "out")
+    with csv_path.open() as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CSV_FIELDS
+        assert len(list(reader)) == len(rows)
+    summary = json.loads(json_path.read_text())
+    assert len(summary["brain"]) == 2 * 7 and summary["brain"][0]["n"] == 2
+    assert {"mse", "mse_sd", "psnr", "ssim", "ssim_sd"} <= set(summary["brain"][0])
+    assert sorted(p.name for p in (tmp_path / "out" / "qc").iterdir()) == ["a_flair.png", "a_t2.png", "b_flair.png", "b_t2.png"]
+
+
+def test_compare_marks_consistent_differences() -> None:
+    rng = np.random.default_rng(0)
+    base = [{"subject": f"s{i}", "target": "flair", "subset": "t1", "protocol": "brain",
+             "mse": 0.1 + 0.01 * rng.random(), "psnr": 25.0 + rng.random(), "ssim": 0.8 + 0.01 * rng.random()}
+            for i in range(10)]
+    better = [{**r, "mse": r["mse"] - 0.05 + 0.001 * rng.random(), "psnr": r["psnr"] + 2 + 0.1 * rng.random(), "ssim": r["ssim"]} for r in base]
+    results = {r["metric"]: r for r in compare_runs(better, base)}
+    assert results["psnr"]["significant"] == "*" and results["psnr"]["t_test_p"] < 0.05
+    assert results["ssim"]["significant"] == ""  # identical values: no test, no mark
+    assert results["psnr"]["n"] == 10
