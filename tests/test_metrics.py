@@ -120,3 +120,25 @@ def test_compare_marks_consistent_differences() -> None:
     assert results["psnr"]["significant"] == "*" and results["psnr"]["t_test_p"] < 0.05
     assert results["ssim"]["significant"] == ""  # identical values: no test, no mark
     assert results["psnr"]["n"] == 10
+
+
+def test_cross_validation_through_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mrimpute.cli.app import app
+
+    for i in range(3):
+        write_subject(tmp_path / "data" / f"s{i}", seed=i)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [
+        "eval", "--data", str(tmp_path / "data"), "--folds", "3", "--train-inputs", "t1,t2", "--train-outputs", "flair",
+        "--train-epochs", "1", "--train-steps", "1", "--train-width", "0.125", "--train-crop", "16",
+        "--train-batch-size", "2", "--subsets", "single+rest", "--out-dir", str(tmp_path / "cv"), "--no-qc",
+        "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "cv" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    # every subject is scored once, by the model of the fold that held it out
+    assert len({(r["subject"], r["fold"]) for r in rows}) == 3
+    assert sorted({r["subject"] for r in rows}) == ["s0", "s1", "s2"] and {r["fold"] for r in rows} == {"1", "2", "3"}
+    assert len(rows) == 3 * 3 * 6  # subjects x (t1, t2, t1+t2) x (3 protocols + 3 in-lesion)
+    assert all((tmp_path / "cv" / f"fold{i}.pt").is_file() for i in (1, 2, 3))

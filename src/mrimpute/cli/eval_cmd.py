@@ -70,6 +70,15 @@ def eval_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, help="Overwrite earlier reports."),
     update_card: bool = typer.Option(False, help="Add the table to the model's card (<model>.md)."),
+    folds: int = typer.Option(0, min=0, help="Cross-validate: train on K-1 folds of --data, score the held-out fold."),
+    train_inputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: input modalities of each fold's model."),
+    train_outputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: output modalities."),
+    train_epochs: int = typer.Option(20, min=1, help="With --folds: maximum epochs per fold."),
+    train_steps: int = typer.Option(50, min=1, help="With --folds: steps per epoch."),
+    train_width: float = typer.Option(0.375, help="With --folds: width multiplier."),
+    train_crop: int = typer.Option(96, min=8, help="With --folds: training crop."),
+    train_batch_size: int = typer.Option(16, min=1, help="With --folds: batch size."),
+    seed: int = typer.Option(0, help="With --folds: seed for the folds and the training."),
 ) -> None:
     """Score synthesis: a model over subjects and input subsets (--data), one pair (--pred/--truth), or --compare."""
 
@@ -94,7 +103,18 @@ def eval_command(
                                 targets=parse_modality_list(targets) if targets else None, subsets=subsets,
                                 device=device, qc_dir=out_dir / "qc" if qc else None)
         with reporting() as reporter:
-            rows = evaluate(settings, reporter)
+            if folds:
+                from ..pipeline.crossval import cross_validate
+                from ..pipeline.train import TrainSettings
+
+                template = TrainSettings(data=data, inputs=parse_modality_list(train_inputs),
+                                         outputs=parse_modality_list(train_outputs), out=out_dir / "unused.pt",
+                                         epochs=train_epochs, steps_per_epoch=train_steps, width=train_width,
+                                         crop=train_crop, batch_size=train_batch_size, seed=seed, device=device)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                rows = cross_validate(template, settings, folds, out_dir, reporter)
+            else:
+                rows = evaluate(settings, reporter)
         csv_path, json_path = write_reports(rows, out_dir, force)
         console.print(make_table(f"mean ± sd per subset ({protocol} protocol)", _format_summary(summarise(rows, protocol))))
         console.print(f"wrote {csv_path} and {json_path}")

@@ -141,7 +141,8 @@ def write_reports(rows: list[dict], out_dir: Path, force: bool = False) -> tuple
 
     def _csv(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+            extra = [k for k in rows[0] if k not in CSV_FIELDS]  # e.g. the fold of a cross-validation
+            writer = csv.DictWriter(handle, fieldnames=[*CSV_FIELDS, *extra])
             writer.writeheader()
             writer.writerows(rows)
 
