@@ -47,9 +47,20 @@ def _from_canonical_transform(affine: np.ndarray) -> np.ndarray:
     return ornt_transform(CANONICAL, io_orientation(affine))
 
 
+def _missing_reason(path: Path) -> str:
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "unreadable file (symlink loop)"
+        except OSError:
+            return "broken symlink (its target does not exist)"
+    return "file not found"
+
+
 def _read_image(path: Path) -> nib.Nifti1Image:
     if not path.exists():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{path}: {_missing_reason(path)}")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a NIfTI file")
     try:
@@ -58,8 +69,6 @@ def _read_image(path: Path) -> nib.Nifti1Image:
         image = nib.load(str(path))
     except InputError:
         raise
-    except RuntimeError as exc:  # symlink loops surface as RuntimeError in pathlib
-        raise InputError(f"{path}: unreadable file ({exc})") from None
     except (OSError, ValueError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
         raise InputError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,9 +130,9 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
 
 def check_outputs(paths: list[Path], inputs: list[Path], force: bool) -> None:
     """Before any work: refuse to overwrite an input, an existing output without force, or an unwritable folder."""
-    resolved_inputs = {Path(p).resolve() for p in inputs}
+    resolved_inputs = {os.path.realpath(p) for p in inputs}  # realpath, unlike resolve(), never raises on a loop
     for path in paths:
-        if Path(path).resolve() in resolved_inputs:
+        if os.path.realpath(path) in resolved_inputs:
             raise OutputError(f"{path}: refusing to overwrite an input")
         check_writable(Path(path), force)
 
