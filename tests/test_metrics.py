@@ -142,3 +142,24 @@ def test_cross_validation_through_the_cli(tmp_path: Path) -> None:
     assert sorted({r["subject"] for r in rows}) == ["s0", "s1", "s2"] and {r["fold"] for r in rows} == {"1", "2", "3"}
     assert len(rows) == 3 * 3 * 6  # subjects x (t1, t2, t1+t2) x (3 protocols + 3 in-lesion)
     assert all((tmp_path / "cv" / f"fold{i}.pt").is_file() for i in (1, 2, 3))
+
+
+def test_replica_baseline_is_scored_like_a_model(tmp_path: Path) -> None:
+    import torch
+
+    from mrimpute.config import ModelConfig
+    from mrimpute.io.checkpoint import save_checkpoint
+    from mrimpute.model.network import SynthesisNet
+
+    for name, seed in (("train1", 1), ("train2", 2), ("test", 3)):
+        write_subject(tmp_path / "data" / name, seed=seed, shape=(24, 20, 8))
+    config = ModelConfig(inputs=["t1", "t2", "flair"], outputs=["flair"], width=0.125)
+    torch.manual_seed(0)
+    model = tmp_path / "model.pt"
+    save_checkpoint(model, config, SynthesisNet(config).state_dict(), {"training_subjects": ["train1", "train2"]})
+    settings = EvalSettings(data=tmp_path / "data", model=model, subjects=["test"], subsets="t1;t1,t2", device="cpu",
+                            baseline="replica")
+    rows = [r for r in evaluate(settings) if r["protocol"] == "brain"]
+    assert [r["subset"] for r in rows] == ["t1", "t1+t2"]
+    # the phantom's FLAIR is a function of its tissue classes, which T1 and T2 reveal: the forest learns it
+    assert all(r["ssim"] > 0.5 and r["mae"] < 0.2 for r in rows), rows

@@ -70,6 +70,9 @@ def eval_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, help="Overwrite earlier reports."),
     update_card: bool = typer.Option(False, help="Add the table to the model's card (<model>.md)."),
+    baseline: Optional[str] = typer.Option(None, help="Score a baseline instead of the model: 'replica' (random "
+                                           "forest, trained on the model's training subjects)."),
+    baseline_data: Optional[Path] = typer.Option(None, help="Where the baseline's training subjects are (default: --data)."),
     folds: int = typer.Option(0, min=0, help="Cross-validate: train on K-1 folds of --data, score the held-out fold."),
     train_inputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: input modalities of each fold's model."),
     train_outputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: output modalities."),
@@ -101,7 +104,8 @@ def eval_command(
             raise InputError("give --data (with a model), --pred and --truth, or --compare A.csv --compare B.csv")
         settings = EvalSettings(data=data, model=model, subjects=[s for s in subjects.split(",") if s] or None,
                                 targets=parse_modality_list(targets) if targets else None, subsets=subsets,
-                                device=device, qc_dir=out_dir / "qc" if qc else None)
+                                device=device, qc_dir=out_dir / "qc" if qc else None, baseline=baseline,
+                                baseline_data=baseline_data)
         with reporting() as reporter:
             if folds:
                 from ..pipeline.crossval import cross_validate

@@ -37,6 +37,8 @@ class EvalSettings:
     subsets: str = "all"
     device: str = "auto"
     qc_dir: Path | None = None
+    baseline: str | None = None  # "replica": score the REPLICA-style forest instead of the model
+    baseline_data: Path | None = None  # where the baseline's training subjects are (default: data)
 
 
 def parse_subsets(spec: str, available: list[str]) -> list[tuple[str, ...]]:
@@ -60,7 +62,7 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
     """One row per subject x target x subset x protocol."""
     reporter = reporter or Reporter()
     device = resolve_device(settings.device)
-    model, _ = load_model(settings.model, device)
+    model, payload = load_model(settings.model, device)
     config = model.config
     subjects = discover_subjects(settings.data)
     if settings.subjects:
@@ -68,6 +70,15 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
         if unknown:
             raise InputError(f"{settings.data}: no subject named {', '.join(sorted(unknown))}")
         subjects = [s for s in subjects if s.name in settings.subjects]
+    predict = _model_predictor(model, device, reporter)
+    if settings.baseline == "replica":
+        from .baseline import ReplicaPredictor
+
+        training = payload["metadata"].get("training_subjects", [])
+        modalities = list(dict.fromkeys(config.inputs + config.outputs))
+        predict = ReplicaPredictor(settings.baseline_data or settings.data, training, modalities, reporter=reporter)
+    elif settings.baseline:
+        raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
     rows: list[dict] = []
     for subject in subjects:
         present = [m for m in dict.fromkeys(config.inputs + config.outputs) if m in subject.files]
@@ -80,21 +91,32 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
                 continue
             inputs, mask, _ = normalise_inputs({m: volumes[m].data for m in available})
             reporter.message(f"{subject.name}: {target} from {len(subsets)} input subset(s)")
-            results = synthesize_subsets(model, inputs, mask, [(s, target) for s in subsets], device, reporter=reporter)
+            results = predict(inputs, mask, subsets, target)
             truth = volumes[target].data
             brain = foreground_mask(truth)
             lesion = _lesion_mask(subject, volumes[target])
             for subset in subsets:
-                for protocol, scores in score_all(results[(subset, target)], truth, brain, lesion).items():
+                for protocol, scores in score_all(results[subset], truth, brain, lesion).items():
                     rows.append({"subject": subject.name, "target": target, "subset": "+".join(subset),
                                  "n_inputs": len(subset), "protocol": protocol, **scores})
             if settings.qc_dir is not None:
                 settings.qc_dir.mkdir(parents=True, exist_ok=True)
                 save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in available}, truth,
-                        results[(max(subsets, key=len), target)], brain, target, force=True)
+                        results[max(subsets, key=len)], brain, target, force=True)
     if not rows:
         raise InputError(f"{settings.data}: nothing to evaluate (no subject has a target and another input)")
     return rows
+
+
+def _model_predictor(model, device, reporter: Reporter):
+    """Synthesis of one target from several input subsets, each input encoded once per batch of slices."""
+
+    def predict(inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
+                target: str) -> dict[tuple[str, ...], np.ndarray]:
+        results = synthesize_subsets(model, inputs, mask, [(s, target) for s in subsets], device, reporter=reporter)
+        return {subset: results[(subset, target)] for subset in subsets}
+
+    return predict
 
 
 def _lesion_mask(subject, reference: Volume) -> np.ndarray | None:

@@ -1,0 +1,5 @@
+"""Classical synthesis baselines that the network is compared against."""
+
+from .replica import ReplicaRegressor, features
+
+__all__ = ["ReplicaRegressor", "features"]
