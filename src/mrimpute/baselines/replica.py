@@ -79,14 +79,19 @@ def features(volumes: dict[str, np.ndarray], mask: np.ndarray, order: tuple[str,
 
 
 class ReplicaRegressor:
-    """Random-forest regression of `target` from multi-scale features of the `inputs` contrasts."""
+    """Random-forest regression of `target` from multi-scale features of the `inputs` contrasts.
+
+    Each split considers a third of the features (the usual choice for regression forests; 3-5x faster to fit).
+    """
 
     def __init__(self, inputs: tuple[str, ...], target: str, n_estimators: int = 60, max_depth: int | None = 20,
-                 min_samples_leaf: int = 5, samples_per_subject: int = 40000, seed: int = 0, n_jobs: int = -1) -> None:
+                 min_samples_leaf: int = 5, samples_per_subject: int = 40000, seed: int = 0, n_jobs: int = -1,
+                 max_features: float = 1 / 3) -> None:
         self.inputs, self.target = tuple(inputs), target
         self.samples_per_subject, self.seed = samples_per_subject, seed
         self.forest = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth,
-                                            min_samples_leaf=min_samples_leaf, random_state=seed, n_jobs=n_jobs)
+                                            min_samples_leaf=min_samples_leaf, max_features=max_features,
+                                            random_state=seed, n_jobs=n_jobs)
         self.fitted = False
 
     def _training_rows(self, volumes: dict[str, np.ndarray], mask: np.ndarray,

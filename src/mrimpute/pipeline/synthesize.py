@@ -13,7 +13,9 @@ from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, foreground_mask, normalise, uncrop
 from ..errors import CheckpointError, InputError, OutputError
 from ..io.atomic import check_writable
+from ..io.checkpoint import load_checkpoint
 from ..io.nifti import Volume, check_same_grid, load_volume, save_like
+from ..modalities import KNOWN_MODALITIES, canonical_modality
 from ..model.network import SynthesisNet
 from .device import resolve_device
 from .model_loading import load_model
@@ -113,7 +115,7 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
                batch_size: int = 0, reporter: Reporter | None = None) -> SynthesisResult:
     """Load and check the inputs, synthesise the targets, and return them with the reference input."""
     torch_device = resolve_device(device)
-    model, payload = load_model(model_path, torch_device)
+    model, _ = load_model(model_path, torch_device)
     config = model.config
     check_request(config.inputs, config.outputs, list(inputs), targets, model_path or "default model")
     ordered = [m for m in config.inputs if m in inputs]
@@ -135,6 +137,34 @@ def check_outputs(paths: list[Path], inputs: list[Path], force: bool) -> None:
         if os.path.realpath(path) in resolved_inputs:
             raise OutputError(f"{path}: refusing to overwrite an input")
         check_writable(Path(path), force)
+
+
+def plan_outputs(model_path: Path, given: dict[str, Path], out: Path | None, target: str | None,
+                 out_dir: Path | None) -> dict[str, Path]:
+    """Which target goes to which file: --out (target from --target, the file name, or the only one missing),
+    or --out-dir (every output of the model not given as input, as <dir>/<contrast>.nii.gz)."""
+    config = load_checkpoint(model_path)["config"]
+    check_request(config["inputs"], config["outputs"], list(given), [], model_path)
+    missing = [m for m in config["outputs"] if m not in given]
+    if (out is None) == (out_dir is None):
+        raise InputError("give either --out FILE (one contrast) or --out-dir DIR (every missing contrast)")
+    if out is not None:
+        stem = out.name.split(".")[0].lower()
+        if target:
+            chosen = canonical_modality(target)
+        elif stem in KNOWN_MODALITIES:
+            chosen = stem
+        elif len(missing) == 1:
+            chosen = missing[0]
+        else:
+            raise InputError(f"{out}: say which contrast to write with --target (one of {', '.join(missing)})")
+        check_request(config["inputs"], config["outputs"], list(given), [chosen], model_path)
+        return {chosen: out}
+    if not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: output folder does not exist")
+    if not missing:
+        raise InputError(f"{model_path}: every output of the model was given as input; nothing to synthesise")
+    return {m: out_dir / f"{m}.nii.gz" for m in missing}
 
 
 def write_outputs(result: SynthesisResult, paths: dict[str, Path], force: bool = False) -> list[Path]:
