@@ -10,10 +10,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.nifti import Volume, check_same_grid, load_volume
-from ..modalities import KNOWN_MODALITIES, canonical_modality
+from ..modalities import canonical_modality
 from .intensity import foreground_mask, normalise
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+MASK_NAMES = ("brainmask", "lesion", "lesion_predicted")
 
 
 @dataclass
@@ -43,16 +44,23 @@ def _strip_suffix(name: str) -> str | None:
     return None
 
 
+def _modality_or_none(name: str) -> str | None:
+    try:
+        return canonical_modality(name)
+    except InputError:
+        return None  # other files in a subject folder (e.g. an ADC map) are not ours to use
+
+
 def _subject_from_folder(folder: Path) -> Subject:
     subject = Subject(name=folder.name, files={})
     for path in sorted(folder.iterdir()):
         stem = _strip_suffix(path.name)
         if stem is None:
             continue
-        if stem in ("brainmask", "lesion", "lesion_predicted"):
+        if stem in MASK_NAMES:
             subject.masks[stem] = path
-        elif stem.lower() in KNOWN_MODALITIES or stem.lower() in ("t1w", "t2w", "t1ce", "t1n", "t2f", "pdw"):
-            subject.files[canonical_modality(stem)] = path
+        elif (modality := _modality_or_none(stem)) is not None:
+            subject.files[modality] = path
     return subject
 
 
@@ -69,7 +77,7 @@ def _subjects_from_manifest(manifest: Path) -> list[Subject]:
             path = path if path.is_absolute() else manifest.parent / path
             subject = by_name.setdefault(row["subject"], Subject(name=row["subject"], files={}))
             kind = row["modality"].strip().lower()
-            if kind in ("brainmask", "lesion", "lesion_predicted"):
+            if kind in MASK_NAMES:
                 subject.masks[kind] = path
             else:
                 subject.files[canonical_modality(kind)] = path

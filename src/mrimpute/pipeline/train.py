@@ -117,6 +117,37 @@ def validate(model: SynthesisNet, batches: list[np.ndarray], modalities: list[st
     return totals
 
 
+def _restore(last_path: Path, config: ModelConfig, model: SynthesisNet, optimiser: torch.optim.Optimizer) -> dict:
+    """Load weights, optimiser and training state from the rolling checkpoint for --resume."""
+    if not last_path.is_file():
+        raise CheckpointError(f"{last_path}: nothing to resume from")
+    payload = load_checkpoint(last_path)
+    if payload["config"] != config.to_dict():
+        raise CheckpointError(f"{last_path}: was trained with other model settings; cannot resume")
+    model.load_state_dict(payload["state_dict"])
+    optimiser.load_state_dict(payload["optimiser"])
+    return payload["train_state"]
+
+
+def _train_epoch(model: SynthesisNet, optimiser: torch.optim.Optimizer, sampler: SliceSampler, settings: TrainSettings,
+                 modalities: list[str], device: torch.device, epoch: int, reporter: Reporter) -> dict[str, float]:
+    """One epoch of Adam steps; its randomness depends only on (seed, epoch), so a resumed run repeats exactly."""
+    rng = np.random.default_rng([settings.seed, epoch])
+    running: dict[str, float] = {}
+    for _ in range(settings.steps_per_epoch):
+        tensors = _to_tensors(sampler.batch(settings.batch_size, rng), modalities, device)
+        c1_outputs, fused = _step_choices(settings, rng)
+        loss, parts = synthesis_loss(model, {m: tensors[m] for m in settings.inputs},
+                                     {m: tensors[m] for m in settings.outputs}, settings.terms, fused, c1_outputs)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        for key, value in parts.items():
+            running[key] = running.get(key, 0.0) + value / settings.steps_per_epoch
+        reporter.advance()
+    return running
+
+
 def train(settings: TrainSettings, reporter: Reporter | None = None) -> Path:
     """Train a model as the settings say and return the path of its best checkpoint."""
     reporter = reporter or Reporter()
@@ -140,14 +171,7 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> Path:
     state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
     last_path = last_checkpoint_path(settings.out)
     if settings.resume:
-        if not last_path.is_file():
-            raise CheckpointError(f"{last_path}: nothing to resume from")
-        payload = load_checkpoint(last_path)
-        if payload["config"] != config.to_dict():
-            raise CheckpointError(f"{last_path}: was trained with other model settings; cannot resume")
-        model.load_state_dict(payload["state_dict"])
-        optimiser.load_state_dict(payload["optimiser"])
-        state = payload["train_state"]
+        state = _restore(last_path, config, model, optimiser)
         reporter.message(f"resumed after epoch {state['epoch']}")
 
     metadata = {
@@ -162,19 +186,7 @@ def train(settings: TrainSettings, reporter: Reporter | None = None) -> Path:
     reporter.advance(state["epoch"] * settings.steps_per_epoch)
     while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
         epoch = state["epoch"] + 1
-        rng = np.random.default_rng([settings.seed, epoch])
-        running: dict[str, float] = {}
-        for _ in range(settings.steps_per_epoch):
-            tensors = _to_tensors(sampler.batch(settings.batch_size, rng), modalities, device)
-            c1_outputs, fused = _step_choices(settings, rng)
-            loss, parts = synthesis_loss(model, {m: tensors[m] for m in settings.inputs},
-                                         {m: tensors[m] for m in settings.outputs}, settings.terms, fused, c1_outputs)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            for key, value in parts.items():
-                running[key] = running.get(key, 0.0) + value / settings.steps_per_epoch
-            reporter.advance()
+        running = _train_epoch(model, optimiser, sampler, settings, modalities, device, epoch, reporter)
         val = validate(model, val_data, modalities, settings, device)
         state["epoch"] = epoch
         state["seconds"] = time.monotonic() - started
