@@ -1,0 +1,50 @@
+"""Synthesis internals: output planning, subsets sharing one encoding, batch sizes, background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_subject
+from mrimpute.errors import CheckpointError, InputError
+from mrimpute.io.nifti import load_volume
+from mrimpute.pipeline.model_loading import load_model
+from mrimpute.pipeline.synthesize import auto_batch_size, normalise_inputs, plan_outputs, synthesize_subsets
+
+
+def test_plan_outputs(tmp_path: Path, random_model: Path) -> None:
+    given = {"t1": tmp_path / "t1.nii.gz", "t2": tmp_path / "t2.nii.gz"}
+    assert plan_outputs(random_model, given, tmp_path / "flair.nii.gz", None, None) == {"flair": tmp_path / "flair.nii.gz"}
+    assert plan_outputs(random_model, given, tmp_path / "x.nii.gz", "T1ce", None) == {"t1c": tmp_path / "x.nii.gz"}
+    with pytest.raises(InputError, match="--target"):
+        plan_outputs(random_model, given, tmp_path / "x.nii.gz", None, None)
+    assert set(plan_outputs(random_model, given, None, None, tmp_path)) == {"t1c", "flair"}
+    with pytest.raises(InputError, match="either --out"):
+        plan_outputs(random_model, given, tmp_path / "flair.nii.gz", None, tmp_path)
+    with pytest.raises(CheckpointError, match="cannot synthesise pd"):
+        plan_outputs(random_model, given, tmp_path / "pd.nii.gz", None, None)
+
+
+def test_subsets_share_one_encoding_and_match_separate_runs(tmp_path: Path, random_model: Path) -> None:
+    model, _ = load_model(random_model, torch.device("cpu"))
+    paths = write_subject(tmp_path / "s")
+    inputs, mask, _ = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2", "flair")})
+    requests = [(("t1",), "t1c"), (("t1", "t2"), "t1c"), (("t1", "t2", "flair"), "t2")]
+    calls = {m: 0 for m in model.encoders}
+    for name, encoder in model.encoders.items():
+        encoder.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    together = synthesize_subsets(model, inputs, mask, requests, torch.device("cpu"), batch_size=64)
+    assert calls == {"t1": 1, "t1c": 0, "t2": 1, "flair": 1}  # one batch: each needed encoder ran once
+    for request in requests:
+        alone = synthesize_subsets(model, {m: inputs[m] for m in request[0]}, mask, [request], torch.device("cpu"),
+                                   batch_size=3)
+        assert np.allclose(alone[request], together[request], atol=1e-5)
+        assert np.all(together[request][~mask] == 0)
+
+
+def test_auto_batch_size() -> None:
+    assert auto_batch_size(240, 240) == (1 << 20) // (240 * 240)
+    assert auto_batch_size(8, 8) == 64 and auto_batch_size(5000, 5000) == 1
