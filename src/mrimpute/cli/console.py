@@ -39,7 +39,7 @@ def make_table(title: str, rows: list[dict]) -> Table:
     """A rich table with one column per key of the rows."""
     table = Table(title=title)
     for key in rows[0] if rows else []:
-        table.add_column(str(key), justify="right")
+        table.add_column(str(key), justify="right", overflow="fold")  # fold long paths, never elide them
     for row in rows:
         table.add_row(*(_format(v) for v in row.values()))
     return table

@@ -27,8 +27,20 @@ def synth_command(
     batch_size: int = typer.Option(0, min=0, help="Slices per forward pass (0: chosen from the slice size)."),
     threads: int = typer.Option(0, min=0, help="CPU threads (0: torch's default)."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
+    dataset: Optional[Path] = typer.Option(
+        None, help="Dataset mode: every subject of a BIDS (or plain/BraTS) dataset; --out is then the derivative "
+                   "folder (default ROOT/derivatives/mrimpute)."),
+    dry_run: bool = typer.Option(False, help="With --dataset: show the plan, write nothing."),
+    jobs: int = typer.Option(1, min=1, help="With --dataset: subjects processed in parallel (CPU)."),
 ) -> None:
     """Synthesise missing contrasts; outputs keep the first input's grid and header (float32, mean-normalised)."""
+
+    if dataset is not None:
+        single = {"--t1": t1, "--t1c": t1c, "--t2": t2, "--flair": flair, "--pd": pd, "--dwi": dwi,
+                  "--target": target, "--out-dir": out_dir}
+        run_guarded(lambda: _dataset_job(dataset, [name for name, value in single.items() if value is not None],
+                                         out, model, device, batch_size, threads, force, dry_run, jobs))
+        return
 
     def job() -> None:
         import torch
@@ -41,6 +53,8 @@ def synth_command(
             torch.set_num_threads(threads)
         given = {name: path for name, path in
                  {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair, "pd": pd, "dwi": dwi}.items() if path is not None}
+        if dry_run or jobs > 1:
+            raise InputError("--dry-run and --jobs apply only with --dataset ROOT")
         if not given:
             raise InputError("give at least one input volume (e.g. --t1 t1.nii.gz)")
         model_path = model or default_model_path()
@@ -54,3 +68,30 @@ def synth_command(
                                                  for t, p in zip(paths, written)]))
 
     run_guarded(job)
+
+
+def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], model: Optional[Path], device: str,
+                 batch_size: int, threads: int, force: bool, dry_run: bool, jobs: int) -> None:
+    """`synth --dataset ROOT`: every missing contrast of every subject, as a BIDS derivative."""
+    import torch
+
+    from ..errors import InputError
+    from ..pipeline.cohort import run_cohort
+
+    if conflicting:
+        raise InputError(f"{dataset}: --dataset processes whole subjects; it cannot be combined with "
+                         f"{', '.join(conflicting)}")
+    if threads:
+        torch.set_num_threads(threads)
+    with reporting() as reporter:
+        rows = run_cohort(dataset, out, model, device, batch_size, dry_run, jobs, force, reporter)
+    counts = {status: sum(row["status"] == status for row in rows)
+              for status in ("planned", "done", "skipped", "failed")}
+    console.print(make_table("dry run: planned outputs" if dry_run else "dataset synthesis", rows))
+    if dry_run:
+        console.print(f"{counts['planned']} planned, {counts['skipped']} skipped; nothing written", highlight=False)
+    else:
+        console.print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed",
+                      highlight=False)
+    if counts["failed"]:
+        raise typer.Exit(1)

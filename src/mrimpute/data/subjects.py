@@ -37,7 +37,8 @@ class LoadedSubject:
     reference: Volume
 
 
-def _strip_suffix(name: str) -> str | None:
+def nifti_stem(name: str) -> str | None:
+    """A NIfTI file name without .nii or .nii.gz; None for other files."""
     for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -54,7 +55,7 @@ def _modality_or_none(name: str) -> str | None:
 def _subject_from_folder(folder: Path) -> Subject:
     subject = Subject(name=folder.name, files={})
     for path in sorted(folder.iterdir()):
-        stem = _strip_suffix(path.name)
+        stem = nifti_stem(path.name)
         if stem is None:
             continue
         if stem in MASK_NAMES:

@@ -1,0 +1,213 @@
+"""Synthesis over a whole dataset: plan the missing contrasts of every subject, write them as a BIDS derivative with
+provenance sidecars, skip what is up to date, and carry on past a failing subject."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..data.bids import DatasetSubject, discover_dataset
+from ..errors import InputError, MrimputeError, OutputError
+from ..io.atomic import write_atomically
+from ..io.checkpoint import card_path, load_checkpoint
+from .device import resolve_device
+from .model_loading import default_model_path
+from .reporting import Reporter
+from .synthesize import synthesize, write_outputs
+
+DERIVATIVE_NAME = "mrimpute"
+BIDS_VERSION = "1.9.0"
+NORMALISATION = "mean over brain = 1"
+# canonical modality -> (extra entities before desc, BIDS suffix)
+OUTPUT_NAMES = {"t1": ("", "T1w"), "t1c": ("_ce-gd", "T1w"), "t2": ("", "T2w"), "flair": ("", "FLAIR"),
+                "pd": ("", "PDw"), "dwi": ("", "dwi")}
+
+
+@dataclass
+class CohortTask:
+    """One subject/session: the model's inputs it has, and where each missing output goes."""
+
+    entry: DatasetSubject
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return digest.hexdigest()
+
+
+def output_path(deriv_root: Path, entry: DatasetSubject, target: str) -> Path:
+    """DERIV_ROOT/sub-X[/ses-Y]/anat/sub-X[_ses-Y][_ce-gd]_desc-synth_<suffix>.nii.gz"""
+    folder = Path(deriv_root) / f"sub-{entry.subject}"
+    if entry.session:
+        folder = folder / f"ses-{entry.session}"
+    entities, suffix = OUTPUT_NAMES[target]
+    return folder / "anat" / f"{entry.name}{entities}_desc-synth_{suffix}.nii.gz"
+
+
+def sidecar_path(nifti: Path) -> Path:
+    """The JSON sidecar beside a .nii.gz output."""
+    return nifti.with_name(nifti.name.removesuffix(".nii.gz") + ".json")
+
+
+def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[CohortTask], list[dict], list[str]]:
+    """Tasks for every subject with something to do, rows for subjects skipped with a reason, and warnings."""
+    config = load_checkpoint(model_path)["config"]
+    tasks, rows, warnings = [], [], []
+    for entry in discover_dataset(root, exclude=[deriv_root]):
+        warnings.extend(entry.warnings)
+        usable = {m: entry.files[m] for m in config["inputs"] if m in entry.files}
+        missing = [m for m in config["outputs"] if m not in entry.files]
+        if not usable:
+            rows.append(_row(entry, "-", "skipped", f"no input the model knows (has {', '.join(entry.files)}; "
+                                                    f"model takes {', '.join(config['inputs'])})"))
+        elif not missing:
+            rows.append(_row(entry, "-", "skipped", "has every output of the model"))
+        else:
+            tasks.append(CohortTask(entry, usable, {t: output_path(deriv_root, entry, t) for t in missing}))
+    return tasks, rows, warnings
+
+
+def _row(entry: DatasetSubject, target: str, status: str, detail: str) -> dict:
+    return {"subject": f"sub-{entry.subject}", "session": entry.session or "", "target": target,
+            "status": status, "detail": detail}
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _up_to_date(nifti: Path, input_sums: dict[str, str], model_sum: str) -> bool:
+    sidecar = sidecar_path(nifti)
+    if not nifti.is_file() or not sidecar.is_file():
+        return False
+    try:
+        recorded = json.loads(sidecar.read_text())
+        inputs = {item["path"]: item["sha256"] for item in recorded["Inputs"]}
+        return inputs == input_sums and recorded["Model"]["sha256"] == model_sum
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _write_json(path: Path, content: dict, force: bool) -> None:
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(content, indent=2) + "\n"), force=force)
+
+
+def write_dataset_description(deriv_root: Path) -> None:
+    """DERIV_ROOT/dataset_description.json of the BIDS derivative, if there is none yet."""
+    path = Path(deriv_root) / "dataset_description.json"
+    if path.exists():
+        return
+    _write_json(path, {"Name": "mrimpute synthesised contrasts", "BIDSVersion": BIDS_VERSION,
+                       "DatasetType": "derivative",
+                       "GeneratedBy": [{"Name": "mrimpute", "Version": __version__}]}, force=False)
+
+
+def process_task(task: CohortTask, root: Path, model_path: Path, model_sum: str, device: str, batch_size: int,
+                 force: bool) -> list[dict]:
+    """Synthesise one subject's missing outputs that are not up to date; any user error fails the subject only."""
+    entry = task.entry
+    try:
+        input_sums = {_relative(p, root): sha256_file(p) for p in task.inputs.values()}
+        rows, todo = {}, {}
+        for target, path in task.outputs.items():
+            if not force and _up_to_date(path, input_sums, model_sum):
+                rows[target] = _row(entry, target, "skipped", "up to date")
+            else:
+                todo[target] = path
+        if todo:
+            result = synthesize(task.inputs, list(todo), model_path, device, batch_size, None)
+            card = card_path(model_path)
+            for target, path in todo.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # our own earlier output (sidecar stale or missing after a killed run) is redone without --force
+                write_outputs(result, {target: path}, force=True)
+                _write_json(sidecar_path(path), {
+                    "Description": f"{target} synthesised by mrimpute from {', '.join(task.inputs)}",
+                    "Inputs": [{"modality": m, "path": _relative(p, root), "sha256": input_sums[_relative(p, root)]}
+                               for m, p in task.inputs.items()],
+                    "Model": {"file": Path(model_path).name, "sha256": model_sum,
+                              "card": str(card) if card.is_file() else None},
+                    "MrimputeVersion": __version__,
+                    "Normalisation": NORMALISATION,
+                    "GeneratedAt": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }, force=True)
+                rows[target] = _row(entry, target, "done", _relative(path, root))
+        return [rows[t] for t in task.outputs]
+    except (MrimputeError, OSError) as exc:
+        if isinstance(exc, OSError):  # e.g. an output folder that cannot be created
+            reason = f"{exc.filename or entry.name}: {exc.strerror or exc}"
+        else:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [_row(entry, t, "failed", reason) for t in task.outputs]
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | None = None, device: str = "auto",
+               batch_size: int = 0, dry_run: bool = False, jobs: int = 1, force: bool = False,
+               reporter: Reporter | None = None) -> list[dict]:
+    """Plan, and unless dry_run synthesise, every missing contrast of every subject; returns one row per output
+    (status planned, done, skipped or failed, with a detail)."""
+    reporter = reporter or Reporter()
+    root = Path(root)
+    deriv_root = Path(deriv_root) if deriv_root else root / "derivatives" / DERIVATIVE_NAME
+    model_path = Path(model_path) if model_path else default_model_path()
+    if os.path.realpath(deriv_root) == os.path.realpath(root):
+        raise OutputError(f"{deriv_root}: the derivative folder cannot be the dataset itself")
+    tasks, rows, warnings = plan_cohort(root, deriv_root, model_path)
+    if not tasks and not rows:
+        raise InputError(f"{root}: no subjects found (expected sub-*/[ses-*/]anat/*_T1w.nii.gz ... "
+                         "or <subject>/<modality>.nii.gz)")
+    for warning in warnings:
+        reporter.message(f"warning: {warning}")
+    if dry_run:
+        planned = [_row(t.entry, target, "planned", f"{_relative(path, root)} from {'+'.join(t.inputs)}")
+                   for t in tasks for target, path in t.outputs.items()]
+        return planned + rows
+    try:
+        deriv_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{deriv_root}: cannot create the derivative folder ({exc.strerror or exc})") from None
+    write_dataset_description(deriv_root)
+    model_sum = sha256_file(model_path)
+    results: list[list[dict]] = [[] for _ in tasks]
+    reporter.start("subjects", len(tasks))
+    try:
+        if jobs > 1 and resolve_device(device).type == "cpu" and len(tasks) > 1:
+            context = multiprocessing.get_context("spawn")  # no forking of a process whose torch threads run
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init) as pool:
+                futures = {pool.submit(process_task, task, root, model_path, model_sum, "cpu", batch_size, force): i
+                           for i, task in enumerate(tasks)}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    reporter.advance()
+        else:
+            for i, task in enumerate(tasks):
+                results[i] = process_task(task, root, model_path, model_sum, device, batch_size, force)
+                reporter.advance()
+    finally:
+        reporter.finish()
+    return [row for block in results for row in block] + rows
