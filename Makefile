@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_CPU := torch==2.13.0
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean corpus
 
 $(BIN)/mrimpute: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +22,6 @@ test: install
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+corpus: install
+	$(BIN)/python benchmarks/bad_input_corpus.py

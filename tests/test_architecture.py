@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mrimpute"
 LAYER = {"__main__": 6, "cli": 5, "pipeline": 4, "metrics": 3, "data": 2, "preview": 2, "baselines": 2, "model": 1,
-         "io": 1, "config": 0, "modalities": 0, "errors": -1, "__init__": -1}
+         "io": 1, "phantom": 1, "config": 0, "modalities": 0, "errors": -1, "__init__": -1}
 
 
 def _part(module_path: Path) -> str:

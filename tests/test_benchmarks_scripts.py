@@ -1,0 +1,126 @@
+"""The shipped benchmark scripts: benchmarks/make_bids_copy.py and benchmarks/bad_input_corpus.py."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from mrimpute.data.bids import discover_dataset
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    """Import benchmarks/<name>.py by its path (the folder is not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+corpus = _load("bad_input_corpus")
+bids_copy = _load("make_bids_copy")
+
+
+@pytest.fixture
+def coregistered(tmp_path: Path) -> Path:
+    """A tiny 'coregistered' folder: two phantom subjects whose folder names need cleaning into BIDS labels."""
+    source = tmp_path / "coregistered"
+    corpus.write_subject(source / "ms-07", seed=1)
+    corpus.write_subject(source / "gli_00001", seed=2)
+    return source
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_bids_copy_layout_and_default_drops(coregistered: Path, tmp_path: Path, capsys) -> None:
+    before = corpus.checksums(coregistered)
+    out = tmp_path / "bids"
+    assert bids_copy.main(["--source", str(coregistered), "--out", str(out), "--seed", "0"]) == 0
+    assert "2 subject(s), 2 contrast(s) dropped" in capsys.readouterr().out
+    assert corpus.checksums(coregistered) == before
+
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "raw" and description["BIDSVersion"]
+    dropped = json.loads((out / "code" / "dropped.json").read_text())
+    assert sorted(dropped) == ["sub-gli00001", "sub-ms07"]
+    assert all(len(v) == 1 for v in dropped.values())
+    assert dropped["sub-gli00001"] != dropped["sub-ms07"], "each subject should lose a different contrast"
+
+    suffix = {"t1": "T1w", "t1c": "ce-gd_T1w", "t2": "T2w", "flair": "FLAIR"}
+    for folder, label in (("ms-07", "ms07"), ("gli_00001", "gli00001")):
+        kept = [m for m in ("t1", "t1c", "t2", "flair") if m not in dropped[f"sub-{label}"]]
+        anat = out / f"sub-{label}" / "anat"
+        assert sorted(p.name for p in anat.iterdir()) == sorted(f"sub-{label}_{suffix[m]}.nii.gz" for m in kept)
+        for modality in kept:
+            copy = anat / f"sub-{label}_{suffix[modality]}.nii.gz"
+            assert not copy.is_symlink()  # a copy: synth on the copy can never touch the source
+            assert copy.read_bytes() == (coregistered / folder / f"{modality}.nii.gz").read_bytes()
+    assert not any("lesion" in name for name in _tree(out))
+
+    found = {entry.name: sorted(entry.files) for entry in discover_dataset(out)}
+    assert found == {f"sub-{label}": sorted(m for m in ("t1", "t1c", "t2", "flair") if m not in dropped[f"sub-{label}"])
+                     for label in ("gli00001", "ms07")}
+
+
+def test_bids_copy_explicit_drops_seed_and_refusals(coregistered: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bids"
+    assert bids_copy.main(["--source", str(coregistered), "--out", str(out),
+                           "--drop", "ms-07:flair,ms07:t1c,gli00001:t2"]) == 0
+    assert json.loads((out / "code" / "dropped.json").read_text()) == {"sub-gli00001": ["t2"],
+                                                                         "sub-ms07": ["t1c", "flair"]}
+    assert bids_copy.main(["--source", str(coregistered), "--out", str(out)]) == 1  # not empty: refused
+    assert "not an empty folder" in capsys.readouterr().err
+    assert bids_copy.main(["--source", str(coregistered), "--out", str(tmp_path / "x"), "--drop", "ms07:pd"]) == 1
+    assert bids_copy.main(["--source", str(coregistered), "--out", str(tmp_path / "y"), "--drop", "none"]) == 0
+    assert len(_tree(tmp_path / "y")) == 8 + 2  # 2 subjects x 4 contrasts, description, dropped.json
+    names = [f"s{i}" for i in range(8)]
+    assert bids_copy.default_drops(names, 0) == bids_copy.default_drops(names, 0)
+    first_four = [v[0] for v in list(bids_copy.default_drops(names, 3).values())[:4]]
+    assert sorted(first_four) == ["flair", "t1", "t1c", "t2"]
+
+
+def test_corpus_script_runs_cases_through_the_command(tmp_path: Path, capsys) -> None:
+    table = tmp_path / "corpus.csv"
+    code = corpus.main(["--only", "not-nifti,disk-full,output-folder-read-only", "--csv", str(table)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.out + printed.err
+    with open(table, newline="") as handle:
+        rows = {row["case"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == ["disk-full", "not-nifti", "output-folder-read-only"]
+    for name, row in rows.items():
+        if row["ok"] == "skipped":
+            assert name == "output-folder-read-only" and os.geteuid() == 0
+            continue
+        assert row["ok"] == "yes" and row["exit code"] == "1"
+        assert row["input unchanged"] == "yes" and row["no partial output"] == "yes"
+        assert row["message"].startswith("error: ") and str(tmp_path) not in row["message"]
+    assert rows["disk-full"]["message"].startswith("error: flair.nii.gz: cannot write output")
+    assert "not-nifti" in printed.out
+
+
+def test_corpus_verdict_flags_every_kind_of_misbehaviour() -> None:
+    good = dict(name="c", code=1, expected=1, message="error: x: bad")
+    assert corpus.Outcome(**good).ok
+    for change in [dict(code=0, expected=0), dict(code=2), dict(traceback=True), dict(one_line=False),
+                   dict(names_offender=False), dict(matches_problem=False), dict(input_unchanged=False),
+                   dict(no_partial_output=False)]:
+        assert not corpus.Outcome(**{**good, **change}).ok, change
+    assert corpus.shorten("error: /tmp/a/b/t1.nii.gz: no (/tmp/a/c.pt)", Path("/tmp/a")) == "error: t1.nii.gz: no (c.pt)"
+
+
+def test_every_case_has_a_unique_name() -> None:
+    names = [case.name for case in corpus.CASES]
+    assert len(names) == len(set(names))
+    assert {"extreme-values-1e35", "disk-full", "output-folder-read-only"} <= set(names)
