@@ -22,17 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import shutil
 import sys
 from pathlib import Path
 
+from mrimpute.data.bids import bids_label
+
 MODALITIES = ("t1", "t1c", "t2", "flair")
 BIDS_NAMES = {"t1": "T1w", "t1c": "ce-gd_T1w", "t2": "T2w", "flair": "FLAIR"}
-
-
-def bids_label(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]", "", name)
 
 
 def find_subjects(source: Path) -> dict[str, dict[str, Path]]:
