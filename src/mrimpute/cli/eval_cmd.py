@@ -102,6 +102,11 @@ def eval_command(
             return _score_pair(pred, truth, mask, lesion)
         if data is None:
             raise InputError("give --data (with a model), --pred and --truth, or --compare A.csv --compare B.csv")
+        from ..io.atomic import check_writable
+
+        if out_dir.is_dir():  # refuse before minutes of work, not after
+            for report in ("metrics.csv", "summary.json"):
+                check_writable(out_dir / report, force)
         settings = EvalSettings(data=data, model=model, subjects=[s for s in subjects.split(",") if s] or None,
                                 targets=parse_modality_list(targets) if targets else None, subsets=subsets,
                                 device=device, qc_dir=out_dir / "qc" if qc else None, baseline=baseline,
