@@ -6,6 +6,7 @@ import typer
 
 from .demo_cmd import demo_command
 from .eval_cmd import eval_command
+from .preprocess_cmd import preprocess_command
 from .synth_cmd import synth_command
 from .train_cmd import train_command
 
@@ -15,6 +16,7 @@ app.command("train")(train_command)
 app.command("synth")(synth_command)
 app.command("demo")(demo_command)
 app.command("eval")(eval_command)
+app.command("preprocess")(preprocess_command)
 
 
 @app.callback()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from ..errors import GridMismatchError, InputError
 from .atomic import write_atomically
@@ -56,6 +56,11 @@ def _missing_reason(path: Path) -> str:
         except OSError:
             return "broken symlink (its target does not exist)"
     return "file not found"
+
+
+def canonical_affine(volume: Volume) -> np.ndarray:
+    """The voxel-to-world affine of volume.data (the RAS+-reordered array)."""
+    return volume.affine @ inv_ornt_aff(_to_canonical_transform(volume.affine), volume.shape)
 
 
 def _read_image(path: Path) -> nib.Nifti1Image:

@@ -3,7 +3,6 @@ provenance sidecars, skip what is up to date, and carry on past a failing subjec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -19,6 +18,7 @@ from ..data.bids import DatasetSubject, discover_dataset
 from ..errors import InputError, MrimputeError, OutputError
 from ..io.atomic import write_atomically
 from ..io.checkpoint import card_path, load_checkpoint
+from ..io.checksum import sha256_file
 from .device import resolve_device
 from .model_loading import default_model_path
 from .reporting import Reporter
@@ -39,18 +39,6 @@ class CohortTask:
     entry: DatasetSubject
     inputs: dict[str, Path]
     outputs: dict[str, Path]
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return digest.hexdigest()
 
 
 def output_path(deriv_root: Path, entry: DatasetSubject, target: str) -> Path:

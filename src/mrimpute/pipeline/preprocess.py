@@ -1,0 +1,286 @@
+"""`mrimpute preprocess`: put a subject's scans on one grid (the reference scan's, or an isotropic one).
+
+Steps: load + reorient (every input is read and reordered to RAS+ in memory; physical space is unchanged), optional
+N4 bias-field correction (in each scan's native space), rigid Mattes-MI registration of each scan onto the
+reference (optionally then affine), a same-subject check, resampling (linear), the brain mask (given, or a
+computed head/foreground mask), optional skull strip, and the atomic writing of NIfTI, transforms and manifest.
+`to_native` takes a volume on the preprocessed grid back onto one input's original grid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError, OutputError
+from ..io.atomic import check_writable, write_atomically
+from ..io.checksum import sha256_file
+from ..io.nifti import Volume, canonical_affine, load_volume, save_like
+from ..preprocess import brainmask, spatial
+from .reporting import Reporter
+
+MIN_OVERLAP = 0.7      # Dice of the moving scan's head mask with the reference's, after registration
+MAX_METRIC = -0.05     # Mattes MI metric (negative; near 0 = no shared information)
+MASK_NAME = "brainmask"
+
+
+@dataclass
+class PreprocessOptions:
+    spacing: float = 0.0          # 0: the reference's grid; otherwise an isotropic grid of this spacing (mm)
+    affine: bool = False
+    n4: bool = False
+    mask: Path | None = None
+    skull_strip: bool = False
+    threads: int = 0
+    force: bool = False
+    seed: int = 0
+    min_overlap: float = MIN_OVERLAP
+    max_metric: float = MAX_METRIC
+
+
+@dataclass
+class PreprocessResult:
+    outputs: dict[str, Path]
+    manifest: Path
+    rows: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def to_sitk(volume: Volume):
+    return spatial.image_from_array(volume.data, canonical_affine(volume))
+
+
+def output_paths(out_dir: Path, modalities: list[str], reference: str) -> dict[str, Path]:
+    paths = {name: out_dir / f"{name}.nii.gz" for name in modalities}
+    paths[MASK_NAME] = out_dir / f"{MASK_NAME}.nii.gz"
+    for name in modalities:
+        if name != reference:
+            paths[f"transform:{name}"] = out_dir / "transforms" / f"{name}_to_{reference}.tfm"
+    paths["manifest"] = out_dir / "manifest.json"
+    return paths
+
+
+def check_outputs(paths: dict[str, Path], inputs: list[Path], force: bool) -> None:
+    """Refuse existing outputs without force, and any output that is an input (inputs are never modified)."""
+    resolved_inputs = {p.resolve() for p in inputs}
+    for path in paths.values():
+        if path.resolve() in resolved_inputs:
+            raise OutputError(f"{path}: output would overwrite an input")
+        if path.exists() and not force:
+            raise OutputError(f"{path}: output exists; use --force to overwrite it")
+
+
+def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: PreprocessOptions | None = None,
+               reporter: Reporter | None = None) -> PreprocessResult:
+    """Co-register every input onto the reference input and write them, the mask, transforms and manifest."""
+    import SimpleITK as sitk
+
+    options = options or PreprocessOptions()
+    reporter = reporter or Reporter()
+    if reference not in inputs:
+        raise InputError(f"the reference modality {reference} is not among the inputs ({', '.join(inputs)})")
+    if options.spacing < 0:
+        raise InputError(f"--spacing must be >= 0 (got {options.spacing})")
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir() if not out_dir.exists() else not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: output folder cannot be created (its parent does not exist or it is a file)")
+    modalities = [reference] + [m for m in inputs if m != reference]
+    paths = output_paths(out_dir, modalities, reference)
+    given = list(inputs.values()) + ([options.mask] if options.mask else [])
+    check_outputs(paths, given, options.force)
+    spatial.set_threads(options.threads)
+    moving_names = modalities[1:]
+    steps = 5 + len(moving_names) + (len(modalities) if options.n4 else 0)
+    reporter.start("preprocess", steps)
+    seconds: dict[str, float] = {}
+    done: list[str] = []
+
+    def timed(step: str, started: float) -> None:
+        seconds[step] = round(time.perf_counter() - started, 3)
+        reporter.advance()
+
+    # load + reorient
+    started = time.perf_counter()
+    volumes = {name: load_volume(inputs[name]) for name in modalities}
+    images = {name: to_sitk(volume) for name, volume in volumes.items()}
+    checksums = {name: sha256_file(Path(inputs[name])) for name in modalities}
+    mask_volume = load_volume(options.mask) if options.mask else None
+    done.append("load+reorient")
+    timed("load+reorient", started)
+
+    started = time.perf_counter()
+    head = {name: brainmask.head_mask(image) for name, image in images.items()}
+    seconds["head-masks"] = round(time.perf_counter() - started, 3)
+    if options.n4:
+        for name in modalities:
+            started = time.perf_counter()
+            reporter.message(f"N4 bias-field correction: {name}")
+            images[name] = spatial.n4(images[name], head[name])
+            timed(f"n4:{name}", started)
+        done.append("n4")
+
+    fixed = images[reference]
+    transforms: dict[str, sitk.Transform] = {}
+    rows: list[dict] = []
+    for name in moving_names:
+        started = time.perf_counter()
+        result = spatial.register(fixed, images[name], None, affine=options.affine, seed=options.seed)
+        moved_mask = spatial.resample(head[name], head[reference], result.transform, nearest=True)
+        # compare within the moving scan's field of view only (a scan may cover fewer slices than the reference)
+        coverage = sitk.Image(head[name].GetSize(), sitk.sitkUInt8) + 1
+        coverage.CopyInformation(head[name])
+        in_view = spatial.resample(coverage, head[reference], result.transform, nearest=True)
+        overlap = brainmask.dice(moved_mask, sitk.Mask(head[reference], in_view))
+        row = {"scan": name, "metric": round(result.metric, 4), "overlap": round(overlap, 4),
+               "init": result.initialisation, "seconds": round(result.seconds, 2)}
+        rows.append(row)
+        reporter.table_row(row)
+        if overlap < options.min_overlap or result.metric > options.max_metric:
+            reporter.finish()
+            raise InputError(
+                f"{inputs[name]}: cannot be the same subject as {inputs[reference]} (after registration: head "
+                f"overlap {overlap:.2f}, minimum {options.min_overlap}; Mattes metric {result.metric:.3f}, "
+                f"maximum {options.max_metric})")
+        transforms[name] = result.transform
+        timed(f"register:{name}", started)
+    done.append("register-affine" if options.affine else "register-rigid")
+
+    # target grid
+    started = time.perf_counter()
+    grid = fixed if not options.spacing else spatial.isotropic_grid(fixed, options.spacing)
+    identity = sitk.Transform(3, sitk.sitkIdentity)
+    resampled = {name: spatial.resample(images[name], grid, transforms.get(name, identity)) for name in modalities}
+    done.append("resample")
+    timed("resample", started)
+
+    started = time.perf_counter()
+    if mask_volume is not None:
+        mask_image = spatial.resample(to_sitk(mask_volume), grid, nearest=True)
+        mask_image = sitk.Cast(mask_image > 0.5, sitk.sitkUInt8)
+        mask_method = f"given: {options.mask}"
+    else:
+        mask_image = spatial.resample(head[reference], grid, nearest=True) if options.spacing else head[reference]
+        mask_method = brainmask.MASK_METHOD
+    if options.skull_strip:
+        for name in modalities:
+            resampled[name] = sitk.Mask(resampled[name], sitk.Cast(mask_image, sitk.sitkUInt8))
+        done.append("skull-strip" if mask_volume is not None else "skull-strip (head/foreground mask only)")
+    done.append("mask")
+    timed("mask", started)
+
+    # write
+    started = time.perf_counter()
+    out_dir.mkdir(exist_ok=True)
+    if transforms:
+        (out_dir / "transforms").mkdir(exist_ok=True)
+    ref_volume = volumes[reference]
+    outputs: dict[str, Path] = {}
+    for name in modalities + [MASK_NAME]:
+        image = mask_image if name == MASK_NAME else resampled[name]
+        data = spatial.array_from_image(image).astype(np.float32)
+        if name == MASK_NAME:
+            data = (data > 0.5).astype(np.float32)
+        if options.spacing:
+            _save_new_grid(data, spatial.affine_of(grid), ref_volume, paths[name], options.force,
+                           mask=name == MASK_NAME)
+        else:
+            save_like(data, ref_volume, paths[name], force=options.force)
+        outputs[name] = paths[name]
+    for name, transform in transforms.items():
+        write_atomically(paths[f"transform:{name}"],
+                         lambda tmp, t=transform: sitk.WriteTransform(t, str(tmp)), force=options.force)
+        outputs[f"transform:{name}"] = paths[f"transform:{name}"]
+    done.append("write")
+    timed("write", started)
+    seconds["total"] = round(sum(v for k, v in seconds.items()), 3)
+
+    manifest = {
+        "mrimpute_version": __version__,
+        "reference": reference,
+        "inputs": {name: {"path": str(Path(inputs[name]).resolve()), "sha256": checksums[name],
+                          "shape": list(volumes[name].shape), "orientation": volumes[name].orientation}
+                   for name in modalities},
+        "mask": {"path": str(paths[MASK_NAME].name), "method": mask_method,
+                 **({"sha256": sha256_file(options.mask), "input": str(Path(options.mask).resolve())}
+                    if options.mask else {})},
+        "outputs": {name: paths[name].name for name in modalities},
+        "transforms": {name: {"path": str(paths[f"transform:{name}"].relative_to(out_dir)),
+                              "type": transforms[name].GetName(),
+                              "convention": f"maps {reference} (reference/fixed) physical points, ITK LPS, to "
+                                            f"{name} (moving) points"}
+                       for name in transforms},
+        "grid": {"spacing": "reference" if not options.spacing else [options.spacing] * 3,
+                 "voxel_mm": [round(s, 6) for s in grid.GetSpacing()], "shape": list(grid.GetSize()),
+                 "affine": spatial.affine_of(grid).round(6).tolist()},
+        "spacing": options.spacing or None,
+        "steps": done,
+        "registration": {row["scan"]: {k: v for k, v in row.items() if k != "scan"} for row in rows},
+        "seconds": seconds,
+        "options": {"affine": options.affine, "n4": options.n4, "skull_strip": options.skull_strip,
+                    "threads": options.threads, "seed": options.seed, "min_overlap": options.min_overlap,
+                    "max_metric": options.max_metric},
+    }
+    text = json.dumps(manifest, indent=2) + "\n"
+    write_atomically(paths["manifest"], lambda tmp: tmp.write_text(text), force=options.force)
+    reporter.advance()
+    reporter.finish()
+    return PreprocessResult(outputs, paths["manifest"], rows, seconds)
+
+
+def _save_new_grid(data_xyz: np.ndarray, affine: np.ndarray, like: Volume, path: Path, force: bool,
+                   mask: bool = False) -> None:
+    """Write an array indexed [i, j, k] on a new grid; qform/sform codes are the reference's (or scanner)."""
+    header = like.image.header
+    image = nib.Nifti1Image(data_xyz.astype(np.uint8 if mask else np.float32), affine)
+    image.set_qform(affine, code=int(header["qform_code"]) or 1)
+    image.set_sform(affine, code=int(header["sform_code"]) or 1)
+    image.header.set_xyzt_units(*like.image.header.get_xyzt_units())
+    write_atomically(path, lambda tmp: nib.save(image, str(tmp)), force=force)
+
+
+def to_native(volume_path: str | Path, manifest_path: str | Path, modality: str, out_path: str | Path,
+              force: bool = False) -> Path:
+    """Resample a volume on the preprocessed grid back onto the original grid of one input (linear).
+
+    The output has the native input's header (shape, affine, qform/sform and codes, orientation); only the
+    voxel type (float32) and scaling change."""
+    import SimpleITK as sitk
+
+    manifest_path = Path(manifest_path)
+    out_path = Path(out_path)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        entry = manifest["inputs"][modality]
+    except FileNotFoundError:
+        raise InputError(f"{manifest_path}: manifest not found") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{manifest_path}: not a readable preprocess manifest ({exc})") from None
+    except KeyError:
+        raise InputError(f"{manifest_path}: has no input {modality!r} (has "
+                         f"{', '.join(manifest.get('inputs', {})) if isinstance(manifest, dict) else 'none'})"
+                         ) from None
+    native_path = Path(entry["path"])
+    if out_path.resolve() in {native_path.resolve(), Path(volume_path).resolve()}:
+        raise OutputError(f"{out_path}: output would overwrite an input")
+    check_writable(out_path, force)
+    volume = load_volume(volume_path)
+    native = load_volume(native_path)
+    if entry.get("sha256") and sha256_file(native_path) != entry["sha256"]:
+        raise InputError(f"{native_path}: changed since it was preprocessed (sha256 differs from {manifest_path})")
+    if modality == manifest["reference"]:
+        transform = sitk.Transform(3, sitk.sitkIdentity)
+    else:
+        transform_path = manifest_path.parent / manifest["transforms"][modality]["path"]
+        try:
+            transform = sitk.ReadTransform(str(transform_path)).GetInverse()
+        except RuntimeError as exc:
+            raise InputError(f"{transform_path}: unreadable or not invertible transform ({exc})") from None
+    moved = spatial.resample(to_sitk(volume), to_sitk(native), transform)
+    data = spatial.array_from_image(moved)  # on native's RAS+-reordered grid
+    return save_like(data, native, out_path, force=force)
