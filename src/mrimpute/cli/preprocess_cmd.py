@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -51,7 +52,7 @@ def preprocess_command(
         if name not in ("t1", "t1c", "t2", "flair", "pd"):
             raise InputError(f"--ref {ref}: unknown modality {name!r} (t1, t1c, t2, flair or pd)")
         if sep:
-            if name in given and Path(file).resolve() != given[name].resolve():
+            if name in given and os.path.realpath(file) != os.path.realpath(given[name]):
                 raise InputError(f"--ref {ref}: {name} is also given as --{name} {given[name]}")
             given = {name: Path(file), **{k: v for k, v in given.items() if k != name}}
         elif name not in given:

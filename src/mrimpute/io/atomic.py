@@ -30,6 +30,19 @@ def _current_umask() -> int:
     return mask
 
 
+def refuse_overwrite(paths: list[Path], inputs: list[Path], force: bool) -> None:
+    """Refuse any output that is an input (inputs are never modified) and, without force, any existing output.
+
+    Paths are compared by os.path.realpath, which follows symlinks and, unlike Path.resolve, never raises on a loop.
+    """
+    resolved_inputs = {os.path.realpath(p) for p in inputs}
+    for path in paths:
+        if os.path.realpath(path) in resolved_inputs:
+            raise OutputError(f"{path}: refusing to overwrite an input")
+        if Path(path).exists() and not force:
+            raise OutputError(f"{path}: output exists; use --force to overwrite it")
+
+
 @contextlib.contextmanager
 def _temporary_beside(path: Path) -> Iterator[Path]:
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, OutputError
-from ..io.atomic import check_writable, write_atomically
+from ..io.atomic import check_writable, refuse_overwrite, write_atomically
 from ..io.checksum import sha256_file
 from ..io.nifti import Volume, canonical_affine, load_volume, save_like
 from ..preprocess import brainmask, spatial
@@ -66,16 +66,6 @@ def output_paths(out_dir: Path, modalities: list[str], reference: str) -> dict[s
     return paths
 
 
-def check_outputs(paths: dict[str, Path], inputs: list[Path], force: bool) -> None:
-    """Refuse existing outputs without force, and any output that is an input (inputs are never modified)."""
-    resolved_inputs = {p.resolve() for p in inputs}
-    for path in paths.values():
-        if path.resolve() in resolved_inputs:
-            raise OutputError(f"{path}: output would overwrite an input")
-        if path.exists() and not force:
-            raise OutputError(f"{path}: output exists; use --force to overwrite it")
-
-
 def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: PreprocessOptions | None = None,
                reporter: Reporter | None = None) -> PreprocessResult:
     """Co-register every input onto the reference input and write them, the mask, transforms and manifest."""
@@ -88,12 +78,13 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
     if options.spacing < 0:
         raise InputError(f"--spacing must be >= 0 (got {options.spacing})")
     out_dir = Path(out_dir)
-    if not out_dir.parent.is_dir() if not out_dir.exists() else not out_dir.is_dir():
+    folder_unusable = not out_dir.is_dir() if out_dir.exists() else not out_dir.parent.is_dir()
+    if folder_unusable:
         raise OutputError(f"{out_dir}: output folder cannot be created (its parent does not exist or it is a file)")
     modalities = [reference] + [m for m in inputs if m != reference]
     paths = output_paths(out_dir, modalities, reference)
     given = list(inputs.values()) + ([options.mask] if options.mask else [])
-    check_outputs(paths, given, options.force)
+    refuse_overwrite(list(paths.values()), given, options.force)
     spatial.set_threads(options.threads)
     moving_names = modalities[1:]
     steps = 5 + len(moving_names) + (len(modalities) if options.n4 else 0)
@@ -266,8 +257,7 @@ def to_native(volume_path: str | Path, manifest_path: str | Path, modality: str,
                          f"{', '.join(manifest.get('inputs', {})) if isinstance(manifest, dict) else 'none'})"
                          ) from None
     native_path = Path(entry["path"])
-    if out_path.resolve() in {native_path.resolve(), Path(volume_path).resolve()}:
-        raise OutputError(f"{out_path}: output would overwrite an input")
+    refuse_overwrite([out_path], [native_path, Path(volume_path)], force)
     check_writable(out_path, force)
     volume = load_volume(volume_path)
     native = load_volume(native_path)

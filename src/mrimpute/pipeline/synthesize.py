@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, foreground_mask, normalise, uncrop
 from ..errors import CheckpointError, InputError, OutputError
-from ..io.atomic import check_writable
+from ..io.atomic import check_writable, refuse_overwrite
 from ..io.checkpoint import load_checkpoint
 from ..io.nifti import Volume, check_same_grid, load_volume, save_like
 from ..modalities import KNOWN_MODALITIES, canonical_modality
@@ -132,10 +131,8 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
 
 def check_outputs(paths: list[Path], inputs: list[Path], force: bool) -> None:
     """Before any work: refuse to overwrite an input, an existing output without force, or an unwritable folder."""
-    resolved_inputs = {os.path.realpath(p) for p in inputs}  # realpath, unlike resolve(), never raises on a loop
+    refuse_overwrite(paths, inputs, force)
     for path in paths:
-        if os.path.realpath(path) in resolved_inputs:
-            raise OutputError(f"{path}: refusing to overwrite an input")
         check_writable(Path(path), force)
 
 
