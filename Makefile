@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_CPU := torch==2.13.0
 
-.PHONY: install demo test clean corpus
+.PHONY: install demo test clean corpus bench
 
 $(BIN)/mrimpute: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,8 @@ clean:
 
 corpus: install
 	$(BIN)/python benchmarks/bad_input_corpus.py
+
+# synthesis s/volume, training slices/s and peak memory beside the eager reference (see benchmarks/README.md)
+BENCH_DATA ?= ../shared/data/coregistered
+bench: install
+	$(BIN)/mrimpute bench --data $(BENCH_DATA) --json bench.json --force

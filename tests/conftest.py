@@ -43,3 +43,16 @@ def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "random.pt"
     save_checkpoint(path, config, SynthesisNet(config).state_dict(), {"note": "random weights for tests"})
     return path
+
+
+@pytest.fixture(scope="session")
+def live_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like random_model, but every decoder's output bias is 1, so no output is stuck at the ReLU's zero."""
+    torch.manual_seed(0)
+    config = ModelConfig(inputs=list(MODALITIES), outputs=list(MODALITIES), width=0.125)
+    network = SynthesisNet(config)
+    for decoder in network.decoders.values():
+        torch.nn.init.constant_(decoder.head[0].bias, 1.0)
+    path = tmp_path_factory.mktemp("model") / "live.pt"
+    save_checkpoint(path, config, network.state_dict(), {"note": "random weights, live outputs, for tests"})
+    return path

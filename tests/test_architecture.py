@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mrimpute"
-LAYER = {"__main__": 6, "cli": 5, "pipeline": 4, "metrics": 3, "data": 2, "preview": 2, "baselines": 2, "preprocess": 2, "model": 1,
+LAYER = {"__main__": 6, "cli": 5, "pipeline": 4, "metrics": 3, "lesion_measures": 3, "data": 2, "preview": 2, "baselines": 2, "preprocess": 2, "model": 1,
          "io": 1, "phantom": 1, "config": 0, "modalities": 0, "errors": -1, "__init__": -1}
 
 

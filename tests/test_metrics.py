@@ -163,3 +163,87 @@ def test_replica_baseline_is_scored_like_a_model(tmp_path: Path) -> None:
     assert [r["subset"] for r in rows] == ["t1", "t1+t2"]
     # the phantom's FLAIR is a function of its tissue classes, which T1 and T2 reveal: the forest learns it
     assert all(r["ssim"] > 0.5 and r["mae"] < 0.2 for r in rows), rows
+
+
+def _eval_rows(subjects: int, subsets: list[str], shift: float, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"subject": f"s{i}", "target": "flair", "subset": subset, "protocol": "brain",
+             "mse": 0.1 + 0.01 * rng.random(), "psnr": 25.0 + shift + 0.1 * rng.random(), "ssim": 0.8 + 0.01 * rng.random()}
+            for i in range(subjects) for subset in subsets]
+
+
+def test_compare_many_reports_each_run_against_the_first_with_pooled_rows(tmp_path: Path) -> None:
+    from mrimpute.pipeline.compare import compare_many, read_rows
+
+    model = _eval_rows(4, ["t1", "t2", "t1+t2"], 0.0, 0)
+    baseline = _eval_rows(4, ["t1", "t2", "t1+t2"], -2.0, 1)  # clearly worse PSNR everywhere
+    dedicated = _eval_rows(4, ["t1+t2"], 0.0, 2)               # one subset only
+    # a run may be a folder of evaluations: one metrics.csv per dedicated model
+    folder = tmp_path / "dedicated" / "t1-t2"
+    folder.mkdir(parents=True)
+    with (folder / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dedicated[0]))
+        writer.writeheader()
+        writer.writerows(dedicated)
+    wide, long = compare_many([("model", model), ("replica", baseline), ("dedicated", read_rows(tmp_path / "dedicated"))])
+    rows = {(r["target"], r["inputs"]): r for r in wide}
+    # a pooled row per run that shares several subsets with the first: the dedicated models share one, so none
+    assert list(rows) == [("flair", "t1"), ("flair", "t2"), ("flair", "t1+t2"), ("flair", "pooled (replica)")]
+    assert rows[("flair", "t1")]["psnr dedicated"] == "-"       # not scored by that run
+    assert float(rows[("flair", "t1+t2")]["psnr dedicated"].rstrip("*")) > 24.9
+    pooled = rows[("flair", "pooled (replica)")]
+    assert pooled["n"] == 12 and pooled["psnr dedicated"] == "-" and pooled["psnr replica"].endswith("*")
+    assert {r["run"] for r in long if r["subset"] == "t1"} == {"replica"}
+
+
+def test_compare_many_pools_over_subsets_and_marks_significance() -> None:
+    from mrimpute.pipeline.compare import compare_many
+
+    model = _eval_rows(4, ["t1", "t2", "t1+t2"], 0.0, 0)
+    baseline = _eval_rows(4, ["t1", "t2", "t1+t2"], -2.0, 1)
+    wide, long = compare_many([("model", model), ("replica", baseline)])
+    pooled = [r for r in wide if r["inputs"] == "pooled"]
+    assert len(pooled) == 1 and pooled[0]["n"] == 12
+    # 4 subjects: Wilcoxon cannot reach 5% per subset (min p = 0.125), the pool of 12 pairs can
+    assert all(not r["psnr replica"].endswith("*") for r in wide if r["inputs"] != "pooled")
+    assert pooled[0]["psnr replica"].endswith("*") and float(pooled[0]["psnr replica"][:-1]) < float(pooled[0]["psnr model"])
+    assert {r["run"] for r in long} == {"replica"} and len(long) == 4 * 3
+
+
+def test_compare_through_the_cli_writes_both_tables(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mrimpute.cli.app import app
+
+    paths = []
+    for name, shift, seed in (("model", 0.0, 0), ("replica", -2.0, 1)):
+        rows = _eval_rows(4, ["t1", "t2"], shift, seed)
+        (tmp_path / name).mkdir()
+        paths += ["--compare", str(tmp_path / name / "metrics.csv")]
+        with (tmp_path / name / "metrics.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["eval", *paths, "--out-dir", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "cmp" / "comparison.csv").open() as handle:
+        wide = list(csv.DictReader(handle))
+    assert [r["inputs"] for r in wide] == ["t1", "t2", "pooled"] and "psnr replica" in wide[0]
+    assert (tmp_path / "cmp" / "comparison_tests.csv").is_file()
+    again = CliRunner().invoke(app, ["eval", *paths, "--out-dir", str(tmp_path / "cmp")])
+    assert again.exit_code == 1 and "comparison.csv" in again.output  # no silent overwrite
+
+
+def test_a_run_scored_twice_is_refused(tmp_path: Path) -> None:
+    from mrimpute.errors import InputError
+    from mrimpute.pipeline.compare import read_rows
+
+    rows = _eval_rows(2, ["t1"], 0.0, 0)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        with (tmp_path / name / "metrics.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    with pytest.raises(InputError, match="again"):
+        read_rows(tmp_path)

@@ -16,8 +16,9 @@ from mrimpute.cli.preprocess_cmd import preprocess_command
 from mrimpute.errors import InputError, OutputError
 from mrimpute.io.checksum import sha256_file as sha256
 from mrimpute.phantom import write_subject
-from mrimpute.pipeline.preprocess import PreprocessOptions, preprocess, to_native
-from mrimpute.preprocess import brainmask, spatial
+from mrimpute.pipeline.native import to_native
+from mrimpute.pipeline.preprocess import PreprocessOptions, preprocess
+from mrimpute.preprocess import brainmask, rigid, spatial
 
 SHAPE = (48, 44, 16)
 ANGLE_DEG = 6.0
@@ -35,8 +36,10 @@ def _motion() -> np.ndarray:
     return motion
 
 
-def _moved_and_resampled(source: Path, target: Path, voxel_mm=(1.3, 1.2, 1.6)) -> None:
-    """source resampled onto a grid of another voxel size, then moved by _motion() through its affine."""
+def _moved_and_resampled(source: Path, target: Path, voxel_mm=(1.3, 1.2, 1.6), motion: np.ndarray | None = None,
+                         lps: bool = False, dtype=np.float32, codes: tuple[int, int] = (1, 1)) -> None:
+    """source resampled onto a grid of another voxel size, then moved by `motion` (default _motion()) through its
+    affine; `lps` stores the voxels in the opposite order along the first two axes (another orientation)."""
     image = nib.load(source)
     original = spatial.image_from_array(np.asarray(image.dataobj, dtype=np.float32), image.affine)
     grid = sitk.Image([int(round(n * s / v)) + 4 for n, s, v in
@@ -45,10 +48,14 @@ def _moved_and_resampled(source: Path, target: Path, voxel_mm=(1.3, 1.2, 1.6)) -
     grid.SetDirection(original.GetDirection())
     grid.SetOrigin(np.array(original.GetOrigin()) - 2 * np.array(voxel_mm))
     data = spatial.array_from_image(spatial.resample(original, grid))
-    affine = _motion() @ spatial.affine_of(grid)
-    out = nib.Nifti1Image(data.astype(np.float32), affine)
-    out.set_qform(affine, code=1)
-    out.set_sform(affine, code=1)
+    affine = (_motion() if motion is None else motion) @ spatial.affine_of(grid)
+    if lps:
+        flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+        flip[:2, 3] = [data.shape[0] - 1, data.shape[1] - 1]
+        data, affine = data[::-1, ::-1], affine @ flip
+    out = nib.Nifti1Image(np.ascontiguousarray(data).astype(dtype), affine)
+    out.set_qform(affine, code=codes[0])
+    out.set_sform(affine, code=codes[1])
     nib.save(out, target)
 
 
@@ -159,6 +166,35 @@ def test_to_native_round_trip(session, tmp_path: Path) -> None:
         to_native(out / "t1.nii.gz", out / "manifest.json", "t1", back)
     with pytest.raises(InputError, match="has no input 'pd'"):
         to_native(out / "t1.nii.gz", out / "manifest.json", "pd", tmp_path / "x.nii.gz")
+
+
+def test_compass_search_finds_the_minimum_of_a_bowl() -> None:
+    centre = np.array([3.3, -7.1, 0.4, 12.0, -0.6, 5.5])
+    calls = []
+
+    def cost(x: np.ndarray) -> float:
+        calls.append(1)
+        return float(np.sum((x - centre) ** 2 * np.arange(1, 7)))
+
+    found, value = rigid.compass_search(cost, np.zeros(6), first_step=4.0, last_step=0.05)
+    assert np.abs(found - centre).max() <= 0.05 and value < 0.01
+    assert len(calls) < 600
+
+
+def test_mutual_information_is_best_at_the_true_alignment(session) -> None:
+    image = nib.load(session["paths"]["flair"])
+    fixed = spatial.image_from_array(np.asarray(image.dataobj, dtype=np.float32), image.affine)
+    moving = spatial.image_from_array(np.asarray(nib.load(session["paths"]["t2"]).dataobj, dtype=np.float32),
+                                      image.affine)
+    cost = rigid.MutualInformation(fixed, moving, rigid.level_mask(fixed, None), None, seed=0)
+    start = rigid.initial_transform(fixed, moving, "HEADER")
+    aligned = cost(start)
+    for offset in np.eye(6) * 2.0:
+        assert cost(rigid.moved(start, offset)) > aligned
+        assert cost(rigid.moved(start, -offset)) > aligned
+    assert aligned < -0.3
+    empty = rigid.moved(start, np.array([0, 0, 0, 500.0, 0, 0]))  # no overlap at all: no information
+    assert cost(empty) == 0.0
 
 
 def test_isotropic_spacing(session, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ SSIM and PSNR come from scikit-image (its default 7-voxel uniform window; data r
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 from skimage.metrics import structural_similarity
 
 from .data.intensity import bounding_box, crop_padded
@@ -75,3 +76,30 @@ def compare(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray, protoco
 def in_brain_metrics(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """The ``brain`` protocol: scores inside the brain mask."""
     return compare(prediction, truth, mask, "brain")
+
+
+def _brain_units(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ``brain`` protocol's intensities: negatives clipped, divided by the mean over the brain."""
+    return _divide_by_mean(np.clip(volume, 0, None).astype(np.float64), mask)
+
+
+def striping(volume: np.ndarray, mask: np.ndarray, axis: int) -> float:
+    """Slice-to-slice striping: the mean absolute difference between neighbouring slices across `axis`, over the
+    voxel pairs that are both in the brain, in brain-mean units (compare with the true volume's own value)."""
+    scaled = np.moveaxis(_brain_units(volume, mask), axis, 0)
+    inside = np.moveaxis(mask, axis, 0)
+    pairs = inside[1:] & inside[:-1]
+    if not pairs.any():
+        raise ValueError("no two neighbouring slices share brain voxels")
+    return float(np.abs(scaled[1:] - scaled[:-1])[pairs].mean())
+
+
+def uncertainty_correlation(uncertainty: np.ndarray, prediction: np.ndarray, truth: np.ndarray,
+                            mask: np.ndarray) -> dict[str, float]:
+    """Pearson and Spearman correlation, over the brain, between an uncertainty map and the absolute error of the
+    prediction (both volumes in the ``brain`` protocol's units); NaN where either is constant."""
+    error = np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask))[mask]
+    spread = np.asarray(uncertainty, dtype=np.float64)[mask]
+    if error.size < 3 or np.ptp(error) == 0 or np.ptp(spread) == 0:
+        return {"pearson": float("nan"), "spearman": float("nan")}
+    return {"pearson": float(stats.pearsonr(spread, error)[0]), "spearman": float(stats.spearmanr(spread, error)[0])}

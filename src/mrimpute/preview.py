@@ -62,3 +62,32 @@ def save_qc(path: Path, inputs: dict[str, np.ndarray], truth: np.ndarray, synthe
     columns = {**inputs, f"true {target}": true, f"synthetic {target}": synthesis,
                "|error|": np.abs(synthesis - true) * brain}
     return save_montage(path, columns, brain, error_columns=("|error|",), force=force)
+
+
+LABEL_COLOURS = ((230, 60, 60), (60, 200, 80), (70, 120, 255), (240, 200, 40), (220, 80, 220), (60, 210, 220))
+
+
+def save_label_montage(path: Path, image: np.ndarray, labels: np.ndarray, names: list[str], mask: np.ndarray,
+                       force: bool = False) -> Path:
+    """A PNG of a label volume (1 = names[0], ...; 0 = background): per preview slice, the RAS+ image in grey and
+    the labels coloured over it, with a colour legend."""
+    window = float(np.percentile(image[mask], 99.5)) if mask.any() else 1.0
+    palette = np.array([(0, 0, 0), *LABEL_COLOURS[: len(names)]], dtype=np.float32)
+    rows = []
+    for index in preview_slices(mask):
+        grey = np.repeat(_to_uint8(np.rot90(image[:, :, index]), window)[..., None], 3, axis=2).astype(np.float32)
+        label = np.rot90(labels[:, :, index]).astype(np.intp)
+        coloured = np.where(label[..., None] > 0, 0.35 * grey + 0.65 * palette[np.clip(label, 0, len(names))], grey)
+        rows.append(np.concatenate([grey, coloured], axis=1).astype(np.uint8))
+    grid = np.concatenate(rows, axis=0)
+    canvas = np.zeros((grid.shape[0] + LABEL_HEIGHT, grid.shape[1], 3), dtype=np.uint8)
+    canvas[LABEL_HEIGHT:] = grid
+    picture = Image.fromarray(canvas, mode="RGB")
+    draw = ImageDraw.Draw(picture)
+    draw.text((3, 1), "reference", fill=(255, 255, 255))
+    x = grid.shape[1] // 2 + 3
+    for name, colour in zip(names, LABEL_COLOURS):
+        draw.text((x, 1), name, fill=colour)
+        x += 8 * len(name) + 8
+    write_atomically(Path(path), lambda tmp: picture.save(tmp, format="PNG"), force=force)
+    return Path(path)

@@ -11,9 +11,17 @@ from .console import console, make_table, reporting, run_guarded
 
 
 def _format_summary(summary: list[dict]) -> list[dict]:
-    return [{"target": s["target"], "inputs": s["subset"], "n": s["n"],
-             "MSE": f"{s['mse']:.4f} ± {s['mse_sd']:.4f}", "PSNR": f"{s['psnr']:.2f} ± {s['psnr_sd']:.2f}",
-             "SSIM": f"{s['ssim']:.4f} ± {s['ssim_sd']:.4f}"} for s in summary]
+    rows = []
+    for s in summary:
+        row = {"target": s["target"], "inputs": s["subset"], **({"view": s["view"]} if "view" in s else {}),
+               "n": s["n"], "MSE": f"{s['mse']:.4f} ± {s['mse_sd']:.4f}",
+               "PSNR": f"{s['psnr']:.2f} ± {s['psnr_sd']:.2f}", "SSIM": f"{s['ssim']:.4f} ± {s['ssim_sd']:.4f}"}
+        if "striping" in s:
+            row["striping (truth)"] = f"{s['striping']:.4f} ({s['striping_truth']:.4f})"
+        if "unc_pearson" in s:
+            row["uncertainty~|error| r / rho"] = f"{s['unc_pearson']:.3f} / {s['unc_spearman']:.3f}"
+        rows.append(row)
+    return rows
 
 
 def _score_pair(pred: Path, truth: Path, mask: Optional[Path], lesion: Optional[Path]) -> None:
@@ -32,25 +40,28 @@ def _score_pair(pred: Path, truth: Path, mask: Optional[Path], lesion: Optional[
 def _compare(paths: list[Path], protocol: str, out_dir: Path, force: bool) -> None:
     import csv
 
-    from ..errors import InputError
     from ..io.atomic import write_atomically
-    from ..pipeline.compare import compare_runs, read_rows
+    from ..pipeline.compare import compare_many, read_rows, run_label
 
-    if len(paths) != 2:
-        raise InputError("--compare takes two metrics.csv files: --compare A.csv --compare B.csv")
-    results = compare_runs(read_rows(paths[0]), read_rows(paths[1]), protocol)
+    labels = [run_label(p) for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [chr(ord("A") + i) for i in range(len(paths))]
+    wide, long = compare_many([(label, read_rows(p)) for label, p in zip(labels, paths)], protocol)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / "comparison.csv"
+    written = []
+    for name, rows in (("comparison.csv", wide), ("comparison_tests.csv", long)):
+        def _write(tmp: Path, rows: list[dict] = rows) -> None:
+            with tmp.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
 
-    def _write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(results[0]))
-            writer.writeheader()
-            writer.writerows(results)
-
-    write_atomically(target, _write, force=force)
-    console.print(make_table(f"A = {paths[0]}  vs  B = {paths[1]} ({protocol}; * = p < 0.05 in both tests)", results))
-    console.print(f"wrote {target}")
+        write_atomically(out_dir / name, _write, force=force)
+        written.append(out_dir / name)
+    runs = ", ".join(f"{label} = {p}" for label, p in zip(labels, paths))
+    console.print(make_table(f"{runs} ({protocol} protocol; mean over subjects; * = differs from {labels[0]} with "
+                             f"p < 0.05 in both a paired t-test and a Wilcoxon signed-rank test)", wide))
+    console.print(f"wrote {written[0]} and {written[1]}")
 
 
 def eval_command(
@@ -63,9 +74,10 @@ def eval_command(
     truth: Optional[Path] = typer.Option(None, help="The true volume for --pred."),
     mask: Optional[Path] = typer.Option(None, help="Brain mask for --pred (default: the truth's foreground)."),
     lesion: Optional[Path] = typer.Option(None, help="Lesion mask for --pred: adds in-lesion scores."),
-    compare: Optional[list[Path]] = typer.Option(None, help="Two metrics.csv files to test against each other."),
+    compare: Optional[list[Path]] = typer.Option(None, help="Evaluations to test against the first one: metrics.csv files or folders of them (repeat the option)."),
     out_dir: Path = typer.Option(Path("eval-output"), help="Folder for metrics.csv, summary.json and qc/ PNGs."),
-    protocol: str = typer.Option("brain", help="Protocol shown in the table: paper, brain or brasyn."),
+    protocol: str = typer.Option("brain", help="Protocol shown in the table: paper, brain or brasyn (or e.g. "
+                                 "brain@lesion: inside the lesion)."),
     qc: bool = typer.Option(True, help="Write a QC montage per subject and target."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, help="Overwrite earlier reports."),
@@ -82,6 +94,16 @@ def eval_command(
     train_crop: int = typer.Option(96, min=8, help="With --folds: training crop."),
     train_batch_size: int = typer.Option(16, min=1, help="With --folds: batch size."),
     seed: int = typer.Option(0, help="With --folds: seed for the folds and the training."),
+    axis: Optional[str] = typer.Option(None, help="Apply the model along this slice axis: axial, coronal or sagittal."),
+    views: Optional[str] = typer.Option(None, help="Synthesise along each of these axes (e.g. axial,coronal,sagittal): "
+                                        "rows per view and for their merge, with a striping score."),
+    merge: str = typer.Option("mean", help="With --views: merge the views voxel-wise by mean or median."),
+    striping_axis: Optional[str] = typer.Option(None, help="With --views/--axis: the axis striping is measured "
+                                                "across (default: the model's slice axis)."),
+    uncertainty: bool = typer.Option(False, help="Add the in-brain Pearson and Spearman correlations between the "
+                                     "uncertainty map (synth --uncertainty) and the absolute error."),
+    lesion_input: bool = typer.Option(True, help="A lesion-aware model gets each subject's lesion.nii.gz as its "
+                                      "lesion channel (--no-lesion-input: an empty mask)."),
 ) -> None:
     """Score synthesis: a model over subjects and input subsets (--data), one pair (--pred/--truth), or --compare."""
 
@@ -92,8 +114,9 @@ def eval_command(
         from ..pipeline.evaluate import EvalSettings, evaluate, summarise, update_model_card, write_reports
         from ..pipeline.model_loading import default_model_path
 
-        if protocol not in PROTOCOLS:
-            raise InputError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
+        if protocol.removesuffix("@lesion") not in PROTOCOLS:
+            raise InputError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)} (or "
+                             "<protocol>@lesion: inside the lesion mask)")
         if compare:
             return _compare(compare, protocol, out_dir, force)
         if pred or truth:
@@ -107,10 +130,14 @@ def eval_command(
         if out_dir.is_dir():  # refuse before minutes of work, not after
             for report in ("metrics.csv", "summary.json"):
                 check_writable(out_dir / report, force)
+        from ..pipeline.views import parse_axis, parse_views
+
         settings = EvalSettings(data=data, model=model, subjects=[s for s in subjects.split(",") if s] or None,
                                 targets=parse_modality_list(targets) if targets else None, subsets=subsets,
                                 device=device, qc_dir=out_dir / "qc" if qc else None, baseline=baseline,
-                                baseline_data=baseline_data)
+                                baseline_data=baseline_data, views=parse_views(axis, views, merge), merge=merge,
+                                striping_axis=parse_axis(striping_axis) if striping_axis else None,
+                                uncertainty=uncertainty, lesion_input=lesion_input)
         with reporting() as reporter:
             if folds:
                 from ..pipeline.crossval import cross_validate

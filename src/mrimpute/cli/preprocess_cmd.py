@@ -39,7 +39,8 @@ def preprocess_command(
                                                  "(near 0: unrelated images)."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
-    """Register every scan onto the reference (rigid Mattes MI), resample, mask; write NIfTI, transforms, manifest."""
+    """Register every scan onto the reference (rigid, mutual information), resample, mask; write NIfTI, transforms,
+    manifest."""
 
     def job() -> None:
         from ..errors import InputError

@@ -32,12 +32,29 @@ def synth_command(
                    "folder (default ROOT/derivatives/mrimpute)."),
     dry_run: bool = typer.Option(False, help="With --dataset: show the plan, write nothing."),
     jobs: int = typer.Option(1, min=1, help="With --dataset: subjects processed in parallel (CPU)."),
+    axis: Optional[str] = typer.Option(None, help="Apply the model along this slice axis: axial, coronal or sagittal "
+                                       "(default: the axis it was trained on)."),
+    views: Optional[str] = typer.Option(None, help="Synthesise along each of these axes and merge, e.g. "
+                                        "axial,coronal,sagittal."),
+    merge: str = typer.Option("mean", help="With --views: merge voxel-wise by mean or median."),
+    uncertainty: Optional[Path] = typer.Option(None, help="Also write the spread (sd) between the target decoded "
+                                               "from each input alone and from all fused (one target: --out)."),
+    lesion_mask: Optional[Path] = typer.Option(None, help="Lesion mask on the inputs' grid for a lesion-aware model "
+                                               "(train --lesion-channel): lesions are drawn there."),
+    explain: Optional[Path] = typer.Option(None, help="Also write which input wins the max fusion per voxel (label "
+                                           "volume, with a .json label map and a .png beside it)."),
+    native_ref: Optional[str] = typer.Option(None, "--native-ref", help="For inputs written by `mrimpute preprocess`: "
+                                             "write the outputs on this modality's ORIGINAL raw grid and header."),
+    manifest: Optional[Path] = typer.Option(None, help="With --native-ref: the preprocess manifest (default: "
+                                            "manifest.json beside the first input)."),
 ) -> None:
     """Synthesise missing contrasts; outputs keep the first input's grid and header (float32, mean-normalised)."""
 
     if dataset is not None:
         single = {"--t1": t1, "--t1c": t1c, "--t2": t2, "--flair": flair, "--pd": pd, "--dwi": dwi,
-                  "--target": target, "--out-dir": out_dir}
+                  "--target": target, "--out-dir": out_dir, "--axis": axis, "--views": views,
+                  "--uncertainty": uncertainty, "--explain": explain, "--native-ref": native_ref,
+                  "--manifest": manifest}
         run_guarded(lambda: _dataset_job(dataset, [name for name, value in single.items() if value is not None],
                                          out, model, device, batch_size, threads, force, dry_run, jobs))
         return
@@ -47,7 +64,10 @@ def synth_command(
 
         from ..errors import InputError
         from ..pipeline.model_loading import default_model_path
+        from ..pipeline.map_files import plan_maps, write_maps
+        from ..pipeline.native import plan_native, write_native_outputs
         from ..pipeline.synthesize import check_outputs, plan_outputs, synthesize, write_outputs
+        from ..pipeline.views import parse_views
 
         if threads:
             torch.set_num_threads(threads)
@@ -59,13 +79,23 @@ def synth_command(
             raise InputError("give at least one input volume (e.g. --t1 t1.nii.gz)")
         model_path = model or default_model_path()
         paths = plan_outputs(model_path, given, out, target, out_dir)
-        check_outputs(list(paths.values()), list(given.values()), force)
+        maps = plan_maps(paths, uncertainty, explain)
+        view_axes = parse_views(axis, views, merge)
+        native = plan_native(native_ref, manifest, given, {"--uncertainty": uncertainty, "--explain": explain})
+        check_outputs(list(paths.values()) + list(maps.values()),
+                      list(given.values()) + ([native.raw.path] if native else []), force)
         with reporting() as reporter:
-            result = synthesize(given, list(paths), model_path, device, batch_size, reporter)
-        written = write_outputs(result, paths, force)
+            result = synthesize(given, list(paths), model_path, device, batch_size, reporter, views=view_axes,
+                                merge=merge, uncertainty=uncertainty is not None, explain=explain is not None,
+                                lesion=lesion_mask)
+        written = (write_native_outputs(result.outputs, result.reference, paths, native, force) if native
+                   else write_outputs(result, paths, force))
+        written_maps = write_maps(result, maps, force)
         inputs_used = "+".join(result.factors)
         console.print(make_table("synthesised", [{"contrast": t, "file": str(p), "from": inputs_used}
-                                                 for t, p in zip(paths, written)]))
+                                                 for t, p in zip(paths, written)]
+                                 + [{"contrast": name, "file": str(p), "from": inputs_used}
+                                    for name, p in written_maps.items()]))
 
     run_guarded(job)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -35,21 +36,30 @@ def train_command(
     no_c3: bool = typer.Option(False, help="Ablation: drop cost c3 (fused latent decoded)."),
     full_c1: bool = typer.Option(False, help="Decode every single latent to every output each step (slower)."),
     input_dropout: bool = typer.Option(False, help="Fuse a random subset of the inputs for c3 each step."),
+    lesion_channel: bool = typer.Option(False, help="Feed each subject's lesion mask to every encoder as a second "
+                                        "channel (a subject without a mask has no lesion); synth then takes "
+                                        "--lesion-mask and add-lesion draws lesions."),
+    lesion_masks: str = typer.Option("expert", help="With --lesion-channel: 'expert' (lesion.nii.gz), 'either' "
+                                     "(else lesion_predicted.nii.gz) or 'predicted' (lesion_predicted first)."),
+    init_from: Optional[Path] = typer.Option(None, help="With --lesion-channel: start from this trained model (the "
+                                             "new channel's weights at zero), fine-tuning every part."),
     threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
+    amp: bool = typer.Option(True, help="Mixed precision on CUDA (bfloat16, or float16 with loss scaling)."),
+    distributed: bool = typer.Option(False, help="Data-parallel over the processes torchrun starts "
+                                                 "(also when WORLD_SIZE > 1): see the README."),
 ) -> None:
     """Train a multi-input, multi-output synthesis model (Chartsias et al. 2018)."""
 
     def job() -> None:
-        import torch
-
         from ..config import FUSIONS
         from ..errors import InputError
         from ..model.losses import LossTerms
         from ..modalities import parse_modality_list
+        from ..pipeline.device import set_threads
+        from ..pipeline.distributed import world_from_env
         from ..pipeline.train import TrainSettings, train
 
-        if threads:
-            torch.set_num_threads(threads)
+        set_threads(threads)
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion '{fusion}': expected one of {', '.join(FUSIONS)}")
         if crop % 4:
@@ -61,10 +71,20 @@ def train_command(
             latent=latent, fusion=fusion, lr=lr, seed=seed, device=device, resume=resume, patience=patience,
             slice_axis=slice_axis, exclude=split(exclude), val_subjects=split(val_subjects), time_limit_min=time_limit,
             terms=LossTerms(c1=not no_c1, c2=not no_c2, c3=not no_c3), sample_c1_outputs=not full_c1,
-            input_dropout=input_dropout)
+            input_dropout=input_dropout, amp=amp, distributed=distributed, lesion_channel=lesion_channel,
+            lesion_source=lesion_masks)
+        if init_from is not None and not lesion_channel:
+            raise InputError("--init-from applies with --lesion-channel (to add a decoder or an encoder, use "
+                             "train-decoder or train-encoder)")
         with reporting() as reporter:
-            path = train(settings, reporter)
-        console.print(make_table("training", reporter.rows))
-        console.print(f"best model: {path}  (card: {path.with_suffix('.md')})")
+            if init_from is not None:
+                from ..pipeline.extend import add_lesion_channel
+
+                path = add_lesion_channel(init_from, settings, force=resume, reporter=reporter)
+            else:
+                path = train(settings, reporter)
+        if world_from_env().main:  # with torchrun, rank 0 alone prints
+            console.print(make_table("training", reporter.rows))
+            console.print(f"best model: {path}  (card: {path.with_suffix('.md')})")
 
     run_guarded(job)

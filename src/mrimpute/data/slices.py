@@ -12,10 +12,16 @@ MIN_BRAIN_FRACTION = 0.02  # of the slice's area: emptier slices are not trained
 class SliceSampler:
     """Draws batches of random crops (brain-centred, random left-right flip) from loaded subjects."""
 
-    def __init__(self, subjects: list[LoadedSubject], modalities: list[str], axis: int, crop: int) -> None:
+    def __init__(self, subjects: list[LoadedSubject], modalities: list[str], axis: int, crop: int,
+                 lesion: bool = False) -> None:
+        """With `lesion`, each sample carries the subject's lesion mask as one more plane after the modalities."""
         self.modalities = modalities
         self.crop = crop
-        self.stacks = [np.moveaxis(np.stack([s.volumes[m] for m in modalities]), axis + 1, 1) for s in subjects]
+        if lesion and any(s.lesion is None for s in subjects):
+            raise ValueError("lesion planes asked for, but a subject was loaded without its lesion mask")
+        planes = [[s.volumes[m] for m in modalities] + ([s.lesion.astype(np.float32)] if lesion else [])
+                  for s in subjects]
+        self.stacks = [np.moveaxis(np.stack(p), axis + 1, 1) for p in planes]
         self.masks = [np.moveaxis(s.mask, axis, 0) for s in subjects]
         self.slices = []  # (subject index, slice index) pairs with enough brain
         for i, mask in enumerate(self.masks):
@@ -37,7 +43,7 @@ class SliceSampler:
         return patch[:, :, ::-1] if rng.random() < 0.5 else patch
 
     def batch(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        """An array (modalities, batch, crop, crop) of random crops."""
+        """An array (modalities [+ lesion], batch, crop, crop) of random crops."""
         picks = rng.integers(len(self.slices), size=size)
         return np.stack([self._crop(*self.slices[p], rng) for p in picks], axis=1).copy()
 

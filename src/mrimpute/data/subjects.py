@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..io.nifti import Volume, check_same_grid, load_volume
 from ..modalities import canonical_modality
 from .intensity import foreground_mask, normalise
+from .lesions import lesion_file, load_lesion_mask
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 MASK_NAMES = ("brainmask", "lesion", "lesion_predicted")
@@ -35,6 +36,7 @@ class LoadedSubject:
     mask: np.ndarray
     factors: dict[str, float]
     reference: Volume
+    lesion: np.ndarray | None = None  # binary, when lesion masks were asked for (all False: no lesion)
 
 
 def nifti_stem(name: str) -> str | None:
@@ -100,8 +102,9 @@ def discover_subjects(data: str | Path) -> list[Subject]:
     return subjects
 
 
-def load_subject(subject: Subject, modalities: list[str]) -> LoadedSubject:
-    """Load, grid-check and normalise the given modalities of a subject (all must be present)."""
+def load_subject(subject: Subject, modalities: list[str], lesion_source: str | None = None) -> LoadedSubject:
+    """Load, grid-check and normalise the given modalities of a subject (all must be present); with a lesion
+    source ('expert', 'either', 'predicted'), also its lesion mask (none found: no lesion)."""
     missing = [m for m in modalities if m not in subject.files]
     if missing:
         raise InputError(f"subject {subject.name}: no {', '.join(missing)} volume")
@@ -119,4 +122,9 @@ def load_subject(subject: Subject, modalities: list[str]) -> LoadedSubject:
             normalised[m], factors[m] = normalise(volume.data, mask & foreground_mask(volume.data))
         except ValueError as exc:
             raise InputError(f"{volume.path}: {exc}") from None
-    return LoadedSubject(subject.name, normalised, mask, factors, next(iter(volumes.values())))
+    reference = next(iter(volumes.values()))
+    lesion = None
+    if lesion_source is not None:
+        path = lesion_file(subject.masks, lesion_source)
+        lesion = load_lesion_mask(path, reference) if path else np.zeros(reference.shape, dtype=bool)
+    return LoadedSubject(subject.name, normalised, mask, factors, reference, lesion)

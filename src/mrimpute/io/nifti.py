@@ -132,16 +132,20 @@ def check_same_grid(volumes: list[Volume]) -> None:
                 "the inputs are not on one grid (co-register them first)")
 
 
-def save_like(data_canonical: np.ndarray, reference: Volume, path: str | Path, force: bool = False) -> Path:
-    """Write a RAS+ array on the reference's grid: same shape, affine, qform/sform and codes; float32 voxels."""
+def save_like(data_canonical: np.ndarray, reference: Volume, path: str | Path, force: bool = False,
+              dtype: type = np.float32) -> Path:
+    """Write a RAS+ array on the reference's grid: same shape, affine, qform/sform and codes; float32 voxels
+    (or `dtype`, e.g. uint8 for a label volume)."""
     path = Path(path)
     array = apply_orientation(data_canonical, _from_canonical_transform(reference.affine))
     if tuple(array.shape) != reference.shape:
         raise ValueError(f"array shape {array.shape} does not match reference grid {reference.shape}")
     header = reference.image.header.copy()
-    header.set_data_dtype(np.float32)
+    header.set_data_dtype(dtype)
+    unused_pixdim = header["pixdim"][4:].copy()
     header.set_data_shape(reference.shape)
-    image = type(reference.image)(np.asarray(array, dtype=np.float32), reference.image.affine, header)
+    header["pixdim"][4:] = unused_pixdim  # set_data_shape resets them to 1; scanners often write 0
+    image = type(reference.image)(np.asarray(array, dtype=dtype), reference.image.affine, header)
     image.header.set_slope_inter(1.0, 0.0)
 
     def _write(tmp: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .network import SynthesisNet
 
@@ -20,14 +23,15 @@ class LossTerms:
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over every pixel of the batch."""
-    return (prediction - target).abs().mean()
+    return F.l1_loss(prediction, target)
 
 
 def latent_variance(latents: list[torch.Tensor]) -> torch.Tensor:
     """c2: the pixel-wise variance between the latents, averaged over pixels and channels."""
     if len(latents) < 2:
         return latents[0].new_zeros(())
-    return torch.stack(latents, dim=0).var(dim=0, unbiased=False).mean()
+    mean = functools.reduce(torch.add, latents) / len(latents)
+    return functools.reduce(torch.add, [(z - mean).square().mean() for z in latents]) / len(latents)
 
 
 def synthesis_loss(
@@ -42,25 +46,44 @@ def synthesis_loss(
 
     fused_inputs picks the inputs fused for c3 (all by default). c1_outputs maps each input to the outputs its
     single latent is decoded to (all by default); a random one per step gives an unbiased, cheaper estimate of c1.
+    Each output's decoder runs once per step, on the single latents (c1) and the fused latent (c3) together.
     """
     latents = model.encode(images)
     names = list(latents)
     fused_names = fused_inputs or names
     zero = next(iter(latents.values())).new_zeros(())
+    per_output_fusion = model.config.fusion == "output-mean"
+    fused = model.fuse([latents[m] for m in fused_names]) if terms.c3 and not per_output_fusion else None
     c1, c3 = zero, zero
     for output, target in targets.items():
         decoder = model.decoders[output]
-        if terms.c1:
-            sources = [m for m in names if c1_outputs is None or output in c1_outputs[m]]
-            if sources:
-                weight = {m: 1.0 if c1_outputs is None else len(targets) / len(c1_outputs[m]) for m in sources}
-                singles = torch.cat([model.fuse([latents[m]]) for m in sources], dim=0)
-                decoded = decoder(singles).chunk(len(sources), dim=0)
-                c1 = c1 + sum(weight[m] * mae(d, target) for m, d in zip(sources, decoded))
+        sources = [m for m in names if c1_outputs is None or output in c1_outputs[m]] if terms.c1 else []
+        batch = [model.fuse([latents[m]]) for m in sources] + ([fused] if fused is not None else [])
+        decoded = (decoder(torch.cat(batch, dim=0)).chunk(len(batch), dim=0) if len(batch) > 1
+                   else [decoder(batch[0])] if batch else [])
+        for m, image in zip(sources, decoded):
+            weight = 1.0 if c1_outputs is None else len(targets) / len(c1_outputs[m])
+            c1 = c1 + weight * mae(image, target)
         if terms.c3:
-            c3 = c3 + mae(model.decode_fused([latents[m] for m in fused_names], output), target)
+            image = decoded[-1] if fused is not None else model.decode_fused([latents[m] for m in fused_names], output)
+            c3 = c3 + mae(image, target)
     n_out = len(targets)
     c1, c3 = c1 / n_out, c3 / n_out
     c2 = latent_variance(list(latents.values())) if terms.c2 else zero
     total = c1 + c2 + c3
     return total, {"c1": float(c1.detach()), "c2": float(c2.detach()), "c3": float(c3.detach()), "total": float(total.detach())}
+
+
+class SynthesisLoss(nn.Module):
+    """synthesis_loss as a module around the network: what DistributedDataParallel wraps (it synchronises the
+    gradients of the parameters used inside its forward)."""
+
+    def __init__(self, model: SynthesisNet, terms: LossTerms = LossTerms()) -> None:
+        super().__init__()
+        self.model = model
+        self.terms = terms
+
+    def forward(self, images: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                fused_inputs: list[str] | None = None,
+                c1_outputs: dict[str, list[str]] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        return synthesis_loss(self.model, images, targets, self.terms, fused_inputs, c1_outputs)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .fast_ops import activate_into, empty_padded, fill_border, interior, replicate_pad, upsampling_conv, \
+    upsampling_conv_phases
+
+
+# How far an output pixel sees: the encoder 27 pixels to each side (at the worst phase of its two 2x2 poolings),
+# the decoder 4 more. A slice cropped to the brain's box grown by this margin, with its corner on the poolings'
+# grid (a multiple of 4 from the slice's corner), gives the brain the values the whole slice gives it.
+RECEPTIVE_RADIUS = 31
+POOLING_GRID = 4
 
 
 def _channels(base: int, width: float) -> int:
@@ -14,6 +26,26 @@ def _channels(base: int, width: float) -> int:
 
 def _conv(in_ch: int, out_ch: int, kernel: int = 3) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, padding_mode="replicate" if kernel > 1 else "zeros")
+
+
+def _apply_conv(layer: nn.Sequential, padded: torch.Tensor, index: int = 0) -> torch.Tensor:
+    """The convolution at layer[index] applied without padding to an already padded input."""
+    return F.conv2d(padded, layer[index].weight, layer[index].bias)
+
+
+def _into(y: torch.Tensor, out: torch.Tensor | None = None, leaky: bool = True) -> torch.Tensor:
+    """The activation of y written into out, or into a new padded buffer whose border is then filled."""
+    if out is None:
+        padded = empty_padded(y, y.shape[1], y.shape[2], y.shape[3])
+        activate_into(y, interior(padded), leaky)
+        return fill_border(padded)
+    activate_into(y, out, leaky)
+    return out
+
+
+def _pixelwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 convolution (weight: out x in channels) as one matrix product over the channels."""
+    return torch.matmul(x.permute(0, 2, 3, 1), weight.t()).permute(0, 3, 1, 2)
 
 
 class Encoder(nn.Module):
@@ -34,13 +66,60 @@ class Encoder(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
 
+    reference = False  # True: the plain layers (per-conv replicate padding, upsampling, concatenation)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ValueError(f"slice size {tuple(x.shape[-2:])} is not a multiple of 4")
+        if self.reference:
+            return self._forward_reference(x)
+        return self._forward_autograd(x) if torch.is_grad_enabled() else self._forward_inference(x)
+
+    def _forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         skip1 = self.level1(x)
         skip2 = self.level2(self.pool(skip1))
         h = self.bottom(self.pool(skip2))
         h = self.merge2(torch.cat([self.up2(self.upsample(h)), skip2], dim=1))
         h = self.merge1(torch.cat([self.up1(self.upsample(h)), skip1], dim=1))
         return self.to_latent(h)
+
+    def _forward_autograd(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function with explicit cheap padding and low-resolution upsampling convolutions."""
+        def conv(layer: nn.Sequential, h: torch.Tensor, index: int = 0) -> torch.Tensor:
+            return F.leaky_relu(F.conv2d(replicate_pad(h), layer[index].weight, layer[index].bias), 0.2, inplace=True)
+
+        def up(layer: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
+            return F.leaky_relu(upsampling_conv(replicate_pad(h), layer[0].weight, layer[0].bias), 0.2, inplace=True)
+
+        skip1 = conv(self.level1, conv(self.level1, x), 2)
+        skip2 = conv(self.level2, conv(self.level2, F.max_pool2d(skip1, 2)), 2)
+        h = conv(self.bottom, conv(self.bottom, F.max_pool2d(skip2, 2)), 2)
+        h = conv(self.merge2, conv(self.merge2, torch.cat([up(self.up2, h), skip2], dim=1)), 2)
+        h = conv(self.merge1, conv(self.merge1, torch.cat([up(self.up1, h), skip1], dim=1)), 2)
+        return conv(self.to_latent, h)
+
+    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """No autograd: each activation is written into the next convolution's padded input buffer (the skip
+        connections and the upsampling convolutions straight into the merge buffers)."""
+        def down(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """The next level's padded input, and the merge buffer holding the skip connection (second half)."""
+            merge = empty_padded(y, 2 * y.shape[1], y.shape[2], y.shape[3])
+            pooled = F.max_pool2d(y, 2)  # before the activation: max commutes with the (monotone) LeakyReLU
+            _into(y, interior(merge)[:, y.shape[1]:])
+            return _into(pooled), merge
+
+        def up(layer: nn.Sequential, padded: torch.Tensor, merge: torch.Tensor) -> torch.Tensor:
+            half = interior(merge)[:, : layer[0].out_channels]
+            for (a, b), phase in upsampling_conv_phases(padded, layer[0].weight, layer[0].bias):
+                _into(phase, half[:, :, a::2, b::2])
+            return fill_border(merge)
+
+        h, merge1 = down(_apply_conv(self.level1, _into(_apply_conv(self.level1, replicate_pad(x))), 2))
+        h, merge2 = down(_apply_conv(self.level2, _into(_apply_conv(self.level2, h)), 2))
+        h = _into(_apply_conv(self.bottom, _into(_apply_conv(self.bottom, h)), 2))
+        h = _into(_apply_conv(self.merge2, _into(_apply_conv(self.merge2, up(self.up2, h, merge2))), 2))
+        h = _into(_apply_conv(self.merge1, _into(_apply_conv(self.merge1, up(self.up1, h, merge1))), 2))
+        return F.leaky_relu(_apply_conv(self.to_latent, h), 0.2, inplace=True)
 
 
 class Decoder(nn.Module):
@@ -54,14 +133,60 @@ class Decoder(nn.Module):
         self.block2 = nn.Sequential(_conv(c + latent, c), act, _conv(c, c), act)
         self.head = nn.Sequential(_conv(2 * c + latent, 1, kernel=1), nn.ReLU())
 
+    reference = False  # True: the plain layers
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.reference:
+            return self._forward_reference(z)
+        return self._forward_autograd(z) if torch.is_grad_enabled() else self._forward_inference(z)
+
+    def _forward_reference(self, z: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.block1(z), z], dim=1)
         h = torch.cat([self.block2(h), h], dim=1)
         return self.head(h)
 
+    def _forward_autograd(self, z: torch.Tensor) -> torch.Tensor:
+        def conv(layer: nn.Sequential, h: torch.Tensor, index: int = 0) -> torch.Tensor:
+            return F.relu(F.conv2d(replicate_pad(h), layer[index].weight, layer[index].bias), inplace=True)
+
+        h = torch.cat([conv(self.block1, conv(self.block1, z), 2), z], dim=1)
+        h = torch.cat([conv(self.block2, conv(self.block2, h), 2), h], dim=1)
+        return self.head(h)
+
+    def _forward_inference(self, z: torch.Tensor) -> torch.Tensor:
+        """No autograd: block 1's output and z go into one padded buffer (block 2's input, no concatenation);
+        the 1x1 head sums its parts' contributions instead of reading a concatenated copy."""
+        c = self.block1[0].out_channels
+        merged = empty_padded(z, c + z.shape[1], z.shape[2], z.shape[3])
+        interior(merged)[:, c:] = z
+        h = _into(_apply_conv(self.block1, replicate_pad(z)), leaky=False)
+        _into(_apply_conv(self.block1, h, 2), interior(merged)[:, :c], leaky=False)
+        h = _into(_apply_conv(self.block2, fill_border(merged)), leaky=False)
+        top = torch.relu_(_apply_conv(self.block2, h, 2))
+        weight, bias = self.head[0].weight[:, :, 0, 0], self.head[0].bias
+        image = _pixelwise(top, weight[:, :c]) + interior(_pixelwise(merged, weight[:, c:]))
+        return torch.relu_(image + bias.view(1, -1, 1, 1))
+
 
 def fuse(latents: list[torch.Tensor], fusion: str) -> torch.Tensor:
-    """Combine single-input latents into one: pixel-wise max, mean, or HeMIS mean+variance."""
+    """Combine single-input latents into one: pixel-wise max, mean, or HeMIS mean+variance.
+
+    Pairwise, without a stacked copy (a max tie, which real-valued latents do not have, splits its gradient
+    pairwise rather than evenly); one latent is its own max or mean.
+    """
+    if fusion == "hemis":
+        return fuse_stacked(latents, fusion)
+    if fusion not in ("max", "mean", "output-mean"):
+        raise ValueError(f"unknown fusion '{fusion}'")
+    if len(latents) == 1:
+        return latents[0]
+    if fusion == "max":
+        return functools.reduce(torch.maximum, latents)
+    return functools.reduce(torch.add, latents) / len(latents)
+
+
+def fuse_stacked(latents: list[torch.Tensor], fusion: str) -> torch.Tensor:
+    """The plain form of fuse: stack the latents and reduce (the reference path; HeMIS always)."""
     stacked = torch.stack(latents, dim=0)
     if fusion == "max":
         return stacked.amax(dim=0)
@@ -72,8 +197,19 @@ def fuse(latents: list[torch.Tensor], fusion: str) -> torch.Tensor:
     raise ValueError(f"unknown fusion '{fusion}'")
 
 
+def use_reference_layers(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch a network to (or back from) the plain layers: per-convolution replicate padding, nn.Upsample,
+    concatenation and stacked fusion, the straightforward form the fast paths are checked and timed against."""
+    for module in model.modules():
+        if isinstance(module, (Encoder, Decoder, SynthesisNet)):
+            module.reference = enabled
+    return model
+
+
 class SynthesisNet(nn.Module):
     """The multi-input, multi-output synthesis network; any subset of its inputs works at inference."""
+
+    reference = False  # True: stacked fusion (see use_reference_layers)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -87,7 +223,7 @@ class SynthesisNet(nn.Module):
         return {m: self.encoders[m](x) for m, x in images.items()}
 
     def fuse(self, latents: list[torch.Tensor]) -> torch.Tensor:
-        return fuse(latents, self.config.fusion)
+        return (fuse_stacked if self.reference else fuse)(latents, self.config.fusion)
 
     def decode_fused(self, latents: list[torch.Tensor], output: str) -> torch.Tensor:
         """Decode the fusion of the given latents (output-mean decodes each latent and averages the images)."""

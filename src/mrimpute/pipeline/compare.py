@@ -1,4 +1,4 @@
-"""Paired significance tests between two evaluation CSVs (e.g. a model against a baseline)."""
+"""Paired significance tests between evaluations (a model against a baseline, dedicated models, ...)."""
 
 from __future__ import annotations
 
@@ -12,52 +12,114 @@ from scipy import stats
 from ..errors import InputError
 
 METRICS: tuple[str, ...] = ("mse", "psnr", "ssim")
+TABLE_METRICS: tuple[str, ...] = ("ssim", "psnr", "mse")
 ALPHA = 0.05
+POOLED = "pooled"
+
+Key = tuple[str, str, str]  # target, subset, subject
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a metrics.csv written by `mrimpute eval`."""
-    if not Path(path).is_file():
-        raise InputError(f"{path}: evaluation CSV not found")
-    with Path(path).open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or not {"subject", "target", "subset", "protocol", *METRICS} <= set(rows[0]):
-        raise InputError(f"{path}: not a metrics.csv written by mrimpute eval")
+    """Rows of a metrics.csv written by `mrimpute eval`, or of every metrics.csv under a folder (one run)."""
+    path = Path(path)
+    files = sorted(path.rglob("metrics.csv")) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise InputError(f"{path}: evaluation CSV not found" + (" (no metrics.csv under the folder)" if path.is_dir() else ""))
+    rows, origin = [], {}
+    for file in files:
+        with file.open(newline="") as handle:
+            found = list(csv.DictReader(handle))
+        if not found or not {"subject", "target", "subset", "protocol", *METRICS} <= set(found[0]):
+            raise InputError(f"{file}: not a metrics.csv written by mrimpute eval")
+        for row in found:
+            key = (row["target"], row["subset"], row["subject"], row["protocol"])
+            if key in origin:
+                where = "twice (an eval with --views? compare single-view evaluations)" if origin[key] == file \
+                    else f"again (also in {origin[key]})"
+                raise InputError(f"{file}: scores {'/'.join(key)} {where}")
+            origin[key] = file
+        rows += found
     return rows
 
 
-def _p_values(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+def run_label(path: Path) -> str:
+    """A short name for a run: the folder's name, or the CSV's folder's name."""
+    path = Path(path)
+    return path.name if path.is_dir() else (path.parent.name or path.stem)
+
+
+def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float, bool]:
+    """Paired t-test and Wilcoxon signed-rank p-values; significant when both are below ALPHA."""
     if len(a) < 2 or np.allclose(a, b):
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), False
     t_p = float(stats.ttest_rel(a, b).pvalue)
     try:
         w_p = float(stats.wilcoxon(a, b).pvalue)
     except ValueError:
         w_p = float("nan")
-    return t_p, w_p
+    return t_p, w_p, not math.isnan(t_p) and not math.isnan(w_p) and t_p < ALPHA and w_p < ALPHA
+
+
+def _index(rows: list[dict], protocol: str) -> dict[Key, dict]:
+    return {(r["target"], r["subset"], r["subject"]): r for r in rows if r["protocol"] == protocol}
+
+
+Group = tuple[str, str, list[Key], str | None]  # target, subset (or pool), keys, the one run a pool is for
+
+
+def _groups(reference: dict[Key, dict], others: list[tuple[str, dict[Key, dict]]]) -> list[Group]:
+    """(target, subset, keys, None) per subset of the reference run, then per target and other run the pool of the
+    (subset, subject) pairs both scored, when it spans several subsets: (target, 'pooled', keys, run label)."""
+    groups: dict[tuple[str, str], list[Key]] = {}
+    for key in reference:
+        groups.setdefault(key[:2], []).append(key)
+    result: list[Group] = [(target, subset, keys, None) for (target, subset), keys in groups.items()]
+    for target in dict.fromkeys(key[0] for key in reference):
+        for label, run in others:
+            pooled = [k for k in reference if k[0] == target and k in run]
+            if len({k[1] for k in pooled}) > 1:
+                result.append((target, f"{POOLED} ({label})" if len(others) > 1 else POOLED, pooled, label))
+    return result
 
 
 def compare_runs(rows_a: list[dict], rows_b: list[dict], protocol: str = "brain") -> list[dict]:
-    """Per target, subset and metric: means of A and B over the subjects both scored, and paired test p-values.
+    """Per target and subset (and pooled over subsets), per metric: means of A and B over what both scored, and
+    paired test p-values; `significant` is '*' where both the t-test and the Wilcoxon test give p < 0.05."""
+    return compare_many([("A", rows_a), ("B", rows_b)], protocol)[1]
 
-    `significant` is '*' where both the paired t-test and the Wilcoxon signed-rank test give p < 0.05.
-    """
-    key = lambda r: (r["target"], r["subset"], r["subject"])  # noqa: E731
-    b_by_key = {key(r): r for r in rows_b if r["protocol"] == protocol}
-    groups: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
-    for row in rows_a:
-        if row["protocol"] == protocol and key(row) in b_by_key:
-            groups.setdefault((row["target"], row["subset"]), []).append((row, b_by_key[key(row)]))
+
+def compare_many(runs: list[tuple[str, list[dict]]], protocol: str = "brain") -> tuple[list[dict], list[dict]]:
+    """Compare every run with the first one.
+
+    Returns a wide table (one row per target and input subset, plus per target and run a row pooled over the
+    (subset, subject) pairs that run shares with the first; each metric's mean per run, '*' where a run differs
+    from the first with p < 0.05 in both tests, '-' where a run did not score the row) and the long rows behind it
+    (one per row, metric and run)."""
+    if len(runs) < 2:
+        raise InputError("--compare needs at least two evaluations")
+    indexed = [_index(rows, protocol) for _, rows in runs]
+    reference, others = indexed[0], indexed[1:]
+    groups = [g for g in _groups(reference, list(zip([label for label, _ in runs[1:]], others)))
+              if any(k in run for run in others for k in g[2])]
     if not groups:
-        raise InputError("the two evaluations share no subject, target and subset to compare")
-    results = []
-    for (target, subset), pairs in groups.items():
-        for metric in METRICS:
-            a = np.array([float(p[0][metric]) for p in pairs])
-            b = np.array([float(p[1][metric]) for p in pairs])
-            t_p, w_p = _p_values(a, b)
-            significant = not math.isnan(t_p) and not math.isnan(w_p) and t_p < ALPHA and w_p < ALPHA
-            results.append({"target": target, "subset": subset, "metric": metric, "n": len(pairs),
-                            "mean_a": float(a.mean()), "mean_b": float(b.mean()), "t_test_p": t_p,
-                            "wilcoxon_p": w_p, "significant": "*" if significant else ""})
-    return results
+        raise InputError("the evaluations share no subject, target and subset to compare")
+    wide, long = [], []
+    for target, subset, keys, only in groups:
+        row = {"target": target, "inputs": subset, "n": len(keys)}
+        for metric in TABLE_METRICS:
+            a = np.array([float(reference[k][metric]) for k in keys])
+            row[f"{metric} {runs[0][0]}"] = f"{a.mean():.4f}"
+            for (label, _), run in zip(runs[1:], others):
+                common = [k for k in keys if k in run]
+                if not common or only not in (None, label):
+                    row[f"{metric} {label}"] = "-"
+                    continue
+                a_common = np.array([float(reference[k][metric]) for k in common])
+                b = np.array([float(run[k][metric]) for k in common])
+                t_p, w_p, significant = paired_tests(a_common, b)
+                row[f"{metric} {label}"] = f"{b.mean():.4f}" + ("*" if significant else "")
+                long.append({"target": target, "subset": subset, "metric": metric, "run": label, "n": len(common),
+                             "mean_a": float(a_common.mean()), "mean_b": float(b.mean()), "t_test_p": t_p,
+                             "wilcoxon_p": w_p, "significant": "*" if significant else ""})
+        wide.append(row)
+    return wide, long

@@ -10,20 +10,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import SLICE_AXES
 from ..data.intensity import foreground_mask
+from ..data.lesions import load_lesion_mask
 from ..data.subjects import discover_subjects
 from ..errors import InputError
 from ..io.atomic import write_atomically
 from ..io.nifti import Volume, check_same_grid, load_volume
-from ..metrics import PROTOCOLS, compare
+from ..metrics import PROTOCOLS, compare, striping, uncertainty_correlation
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
 from .device import resolve_device
 from .model_loading import load_model
 from .reporting import Reporter
-from .synthesize import normalise_inputs, synthesize_subsets
+from .synthesize import Product, normalise_inputs, synthesize_products
+from .views import merge_views, merged_label
 
 CSV_FIELDS = ("subject", "target", "subset", "n_inputs", "protocol", "mse", "mae", "psnr", "ssim", "data_range")
+# added by --views/--axis (striping, brain units, the same on every protocol's row) and --uncertainty
+OPTIONAL_METRICS = ("striping", "striping_truth", "unc_pearson", "unc_spearman")
 
 
 @dataclass
@@ -39,6 +44,11 @@ class EvalSettings:
     qc_dir: Path | None = None
     baseline: str | None = None  # "replica": score the REPLICA-style forest instead of the model
     baseline_data: Path | None = None  # where the baseline's training subjects are (default: data)
+    views: list[str] | None = None  # slice axes to synthesise along: rows per view (and merged), with striping
+    merge: str = "mean"  # how several views are merged: mean or median
+    striping_axis: str | None = None  # the axis striping is measured across (default: the model's slice axis)
+    uncertainty: bool = False  # add the in-brain correlations between the uncertainty map and the absolute error
+    lesion_input: bool = True  # a lesion-aware model gets each subject's expert lesion mask (False: an empty one)
 
 
 def parse_subsets(spec: str, available: list[str]) -> list[tuple[str, ...]]:
@@ -70,13 +80,16 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
         if unknown:
             raise InputError(f"{settings.data}: no subject named {', '.join(sorted(unknown))}")
         subjects = [s for s in subjects if s.name in settings.subjects]
-    predict = _model_predictor(model, device, reporter)
+    predict = _model_predictor(model, device, reporter, settings)
     if settings.baseline == "replica":
         from .baseline import ReplicaPredictor
 
+        if settings.views or settings.uncertainty:
+            raise InputError("--views, --axis and --uncertainty apply to the model, not to --baseline")
         training = payload["metadata"].get("training_subjects", [])
         modalities = list(dict.fromkeys(config.inputs + config.outputs))
-        predict = ReplicaPredictor(settings.baseline_data or settings.data, training, modalities, reporter=reporter)
+        predict = _synthesis_only(ReplicaPredictor(settings.baseline_data or settings.data, training, modalities,
+                                                   reporter=reporter))
     elif settings.baseline:
         raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
     rows: list[dict] = []
@@ -91,41 +104,81 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
                 continue
             inputs, mask, _ = normalise_inputs({m: volumes[m].data for m in available})
             reporter.message(f"{subject.name}: {target} from {len(subsets)} input subset(s)")
-            results = predict(inputs, mask, subsets, target)
+            lesion = _lesion_mask(subject, volumes[target])
+            drawn = lesion if config.lesion_channel and settings.lesion_input else None
+            results = predict(inputs, mask, subsets, target, drawn)
             truth = volumes[target].data
             brain = foreground_mask(truth)
-            lesion = _lesion_mask(subject, volumes[target])
-            for subset in subsets:
-                for protocol, scores in score_all(results[subset], truth, brain, lesion).items():
+            striping_axis = settings.striping_axis or config.slice_axis
+            truth_striping = striping(truth, brain, SLICE_AXES[striping_axis]) if settings.views else None
+            for (view, subset), maps in results.items():
+                extra = _extra_scores(maps, truth, brain, view if settings.views else None, striping_axis,
+                                      truth_striping)
+                for protocol, scores in score_all(maps["synthesis"], truth, brain, lesion).items():
                     rows.append({"subject": subject.name, "target": target, "subset": "+".join(subset),
-                                 "n_inputs": len(subset), "protocol": protocol, **scores})
+                                 "n_inputs": len(subset), "protocol": protocol, **scores, **extra})
             if settings.qc_dir is not None:
                 settings.qc_dir.mkdir(parents=True, exist_ok=True)
+                last_view = list(results)[-1][0]  # the merged view when there are several
                 save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in available}, truth,
-                        results[max(subsets, key=len)], brain, target, force=True)
+                        results[(last_view, max(subsets, key=len))]["synthesis"], brain, target, force=True)
     if not rows:
         raise InputError(f"{settings.data}: nothing to evaluate (no subject has a target and another input)")
     return rows
 
 
-def _model_predictor(model, device, reporter: Reporter):
-    """Synthesis of one target from several input subsets, each input encoded once per batch of slices."""
+Prediction = dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]]  # (view, subset) -> {"synthesis": ..., ...}
+
+
+def _model_predictor(model, device, reporter: Reporter, settings: EvalSettings):
+    """Synthesis of one target from several input subsets (and its uncertainty with settings.uncertainty), each
+    input encoded once per batch of slices; along each of settings.views, plus their merge when there are several."""
+    views = settings.views or [model.config.slice_axis]
+    kinds = ["synthesis"] + (["uncertainty"] if settings.uncertainty else [])
 
     def predict(inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
-                target: str) -> dict[tuple[str, ...], np.ndarray]:
-        results = synthesize_subsets(model, inputs, mask, [(s, target) for s in subsets], device, reporter=reporter)
-        return {subset: results[(subset, target)] for subset in subsets}
+                target: str, lesion: np.ndarray | None = None) -> Prediction:
+        products = [Product(kind, subset, target) for subset in subsets for kind in kinds]
+        per_view = {view: synthesize_products(model, inputs, mask, products, device, reporter=reporter, axis=view,
+                                              lesion=lesion) for view in views}
+        if len(views) > 1:
+            per_view[merged_label(views, settings.merge)] = merge_views(list(per_view.values()), settings.merge)
+        return {(view if settings.views else "", subset): {k: results[Product(k, subset, target)] for k in kinds}
+                for view, results in per_view.items() for subset in subsets}
 
     return predict
+
+
+def _synthesis_only(predictor):
+    """A baseline's {subset: volume} answers in the model predictor's form."""
+
+    def predict(inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
+                target: str, lesion: np.ndarray | None = None) -> Prediction:
+        answers = predictor(inputs, mask, subsets, target)
+        return {("", subset): {"synthesis": volume} for subset, volume in answers.items()}
+
+    return predict
+
+
+def _extra_scores(maps: dict[str, np.ndarray], truth: np.ndarray, brain: np.ndarray, view: str | None = None,
+                  striping_axis: str = "", truth_striping: float | None = None) -> dict:
+    """The view and its striping (with a view), and the uncertainty-error correlations (with an uncertainty map)."""
+    extra: dict = {}
+    if view is not None:
+        extra.update(view=view, striping_axis=striping_axis,
+                     striping=striping(maps["synthesis"], brain, SLICE_AXES[striping_axis]),
+                     striping_truth=truth_striping)
+    if "uncertainty" in maps:
+        correlation = uncertainty_correlation(maps["uncertainty"], maps["synthesis"], truth, brain)
+        extra.update(unc_pearson=correlation["pearson"], unc_spearman=correlation["spearman"])
+    return extra
 
 
 def _lesion_mask(subject, reference: Volume) -> np.ndarray | None:
     """The subject's expert lesion mask on the reference grid, if it has one with any lesion voxel."""
     if "lesion" not in subject.masks:
         return None
-    lesion = load_volume(subject.masks["lesion"])
-    check_same_grid([reference, lesion])
-    mask = lesion.data > 0.5
+    mask = load_lesion_mask(subject.masks["lesion"], reference)
     return mask if mask.any() else None
 
 
@@ -141,14 +194,15 @@ def score_all(prediction: np.ndarray, truth: np.ndarray, brain: np.ndarray,
 
 def summarise(rows: list[dict], protocol: str = "brain") -> list[dict]:
     """Mean and sd of each metric per target and subset for one protocol (the paper's Table IV layout)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str | None], list[dict]] = {}
     for row in rows:
         if row["protocol"] == protocol:
-            groups.setdefault((row["target"], row["subset"]), []).append(row)
+            groups.setdefault((row["target"], row["subset"], row.get("view")), []).append(row)
     summary = []
-    for (target, subset), members in groups.items():
-        entry = {"target": target, "subset": subset, "n": len(members)}
-        for metric in ("mse", "mae", "psnr", "ssim"):
+    for (target, subset, view), members in groups.items():
+        entry = {"target": target, "subset": subset, **({"view": view} if view is not None else {}), "n": len(members)}
+        optional = [m for m in OPTIONAL_METRICS if all(m in member for member in members)]
+        for metric in ("mse", "mae", "psnr", "ssim", *optional):
             values = [float(m[metric]) for m in members]
             entry[metric] = float(np.mean(values))
             entry[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -163,7 +217,7 @@ def write_reports(rows: list[dict], out_dir: Path, force: bool = False) -> tuple
 
     def _csv(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
-            extra = [k for k in rows[0] if k not in CSV_FIELDS]  # e.g. the fold of a cross-validation
+            extra = list(dict.fromkeys(k for row in rows for k in row if k not in CSV_FIELDS))  # e.g. a fold, a view
             writer = csv.DictWriter(handle, fieldnames=[*CSV_FIELDS, *extra])
             writer.writeheader()
             writer.writerows(rows)
@@ -181,7 +235,8 @@ def card_section(rows: list[dict], protocol: str = "brain") -> str:
              "volumes divided by their brain mean; SSIM/PSNR from scikit-image)", "",
              "| target | inputs | SSIM | PSNR (dB) | MAE | MSE |", "|---|---|---|---|---|---|"]
     for s in summarise(rows, protocol):
-        lines.append(f"| {s['target']} | {s['subset']} | {s['ssim']:.4f} | {s['psnr']:.2f} | {s['mae']:.4f} | {s['mse']:.4f} |")
+        inputs = f"{s['subset']} ({s['view']})" if s.get("view") else s["subset"]
+        lines.append(f"| {s['target']} | {inputs} | {s['ssim']:.4f} | {s['psnr']:.2f} | {s['mae']:.4f} | {s['mse']:.4f} |")
     return "\n".join(lines)
 
 

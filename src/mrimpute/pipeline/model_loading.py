@@ -13,6 +13,7 @@ from ..io.checkpoint import load_checkpoint
 from ..model.network import SynthesisNet
 
 MODEL_ENV = "MRIMPUTE_MODEL"
+LESION_MODEL_ENV = "MRIMPUTE_LESION_MODEL"
 
 
 def default_model_path() -> Path:
@@ -20,6 +21,13 @@ def default_model_path() -> Path:
     if os.environ.get(MODEL_ENV):
         return Path(os.environ[MODEL_ENV])
     return Path(__file__).resolve().parents[3] / "models" / "default.pt"
+
+
+def lesion_model_path() -> Path:
+    """The shipped lesion-aware model: $MRIMPUTE_LESION_MODEL if set, else models/lesion.pt of the source tree."""
+    if os.environ.get(LESION_MODEL_ENV):
+        return Path(os.environ[LESION_MODEL_ENV])
+    return Path(__file__).resolve().parents[3] / "models" / "lesion.pt"
 
 
 def load_model(path: str | Path | None, device: torch.device) -> tuple[SynthesisNet, dict]:

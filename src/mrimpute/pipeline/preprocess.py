@@ -1,10 +1,10 @@
 """`mrimpute preprocess`: put a subject's scans on one grid (the reference scan's, or an isotropic one).
 
 Steps: load + reorient (every input is read and reordered to RAS+ in memory; physical space is unchanged), optional
-N4 bias-field correction (in each scan's native space), rigid Mattes-MI registration of each scan onto the
+N4 bias-field correction (in each scan's native space), rigid mutual-information registration of each scan onto the
 reference (optionally then affine), a same-subject check, resampling (linear), the brain mask (given, or a
 computed head/foreground mask), optional skull strip, and the atomic writing of NIfTI, transforms and manifest.
-`to_native` takes a volume on the preprocessed grid back onto one input's original grid.
+`pipeline.native` takes a volume on the preprocessed grid back onto one input's original grid.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, OutputError
-from ..io.atomic import check_writable, refuse_overwrite, write_atomically
+from ..io.atomic import refuse_overwrite, write_atomically
 from ..io.checksum import sha256_file
 from ..io.nifti import Volume, canonical_affine, load_volume, save_like
 from ..preprocess import brainmask, spatial
@@ -234,43 +234,3 @@ def _save_new_grid(data_xyz: np.ndarray, affine: np.ndarray, like: Volume, path:
     image.header.set_xyzt_units(*like.image.header.get_xyzt_units())
     write_atomically(path, lambda tmp: nib.save(image, str(tmp)), force=force)
 
-
-def to_native(volume_path: str | Path, manifest_path: str | Path, modality: str, out_path: str | Path,
-              force: bool = False) -> Path:
-    """Resample a volume on the preprocessed grid back onto the original grid of one input (linear).
-
-    The output has the native input's header (shape, affine, qform/sform and codes, orientation); only the
-    voxel type (float32) and scaling change."""
-    import SimpleITK as sitk
-
-    manifest_path = Path(manifest_path)
-    out_path = Path(out_path)
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        entry = manifest["inputs"][modality]
-    except FileNotFoundError:
-        raise InputError(f"{manifest_path}: manifest not found") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{manifest_path}: not a readable preprocess manifest ({exc})") from None
-    except KeyError:
-        raise InputError(f"{manifest_path}: has no input {modality!r} (has "
-                         f"{', '.join(manifest.get('inputs', {})) if isinstance(manifest, dict) else 'none'})"
-                         ) from None
-    native_path = Path(entry["path"])
-    refuse_overwrite([out_path], [native_path, Path(volume_path)], force)
-    check_writable(out_path, force)
-    volume = load_volume(volume_path)
-    native = load_volume(native_path)
-    if entry.get("sha256") and sha256_file(native_path) != entry["sha256"]:
-        raise InputError(f"{native_path}: changed since it was preprocessed (sha256 differs from {manifest_path})")
-    if modality == manifest["reference"]:
-        transform = sitk.Transform(3, sitk.sitkIdentity)
-    else:
-        transform_path = manifest_path.parent / manifest["transforms"][modality]["path"]
-        try:
-            transform = sitk.ReadTransform(str(transform_path)).GetInverse()
-        except RuntimeError as exc:
-            raise InputError(f"{transform_path}: unreadable or not invertible transform ({exc})") from None
-    moved = spatial.resample(to_sitk(volume), to_sitk(native), transform)
-    data = spatial.array_from_image(moved)  # on native's RAS+-reordered grid
-    return save_like(data, native, out_path, force=force)

@@ -1,15 +1,18 @@
-"""Synthesis of missing contrasts for one subject: normalise, crop, run slice by slice, restore the grid."""
+"""Synthesis of missing contrasts for one subject: normalise, crop, run slice by slice (along any axis, merging
+several), restore the grid; the uncertainty and fusion maps come from the same latents."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, foreground_mask, normalise, uncrop
+from ..data.lesions import load_lesion_mask
 from ..errors import CheckpointError, InputError, OutputError
 from ..io.atomic import check_writable, refuse_overwrite
 from ..io.checkpoint import load_checkpoint
@@ -17,10 +20,13 @@ from ..io.nifti import Volume, check_same_grid, load_volume, save_like
 from ..modalities import KNOWN_MODALITIES, canonical_modality
 from ..model.network import SynthesisNet
 from .device import resolve_device
+from .latent_maps import check_explainable, decoding_spread, fusion_winner
 from .model_loading import load_model
 from .reporting import Reporter
+from .views import merge_views
 
 PIXELS_PER_BATCH = 1 << 20  # about a million pixels a batch keeps memory low and the cache warm
+PRODUCT_TYPES = {"synthesis": np.float32, "uncertainty": np.float32, "explain": np.uint8}
 
 
 @dataclass
@@ -32,6 +38,19 @@ class SynthesisResult:
     reference: Volume
     factors: dict[str, float]
     input_paths: list[Path]
+    uncertainty: dict[str, np.ndarray] = field(default_factory=dict)  # per target, with uncertainty=True
+    explanation: np.ndarray | None = None  # labels 1.. = inputs in `inputs` order, 0 = background
+    inputs: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+
+
+class Product(NamedTuple):
+    """One volume computed from the latents: a synthesis or its uncertainty (of a target from a subset of the
+    inputs), or the fusion's winning input (of a subset, target None)."""
+
+    kind: str  # "synthesis", "uncertainty" or "explain"
+    subset: tuple[str, ...]
+    target: str | None = None
 
 
 def check_request(config_inputs: list[str], config_outputs: list[str], given: list[str], targets: list[str],
@@ -64,42 +83,79 @@ def auto_batch_size(height: int, width: int) -> int:
     return int(max(1, min(64, PIXELS_PER_BATCH // max(1, height * width))))
 
 
-@torch.inference_mode()
-def synthesize_subsets(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray,
-                       requests: list[tuple[tuple[str, ...], str]], device: torch.device, batch_size: int = 0,
-                       reporter: Reporter | None = None) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
-    """Synthesise each (input subset, target) request slice by slice over the brain's bounding box.
+def _batch_products(model: SynthesisNet, latents: dict[str, torch.Tensor],
+                    products: list[Product]) -> dict[Product, torch.Tensor]:
+    """Every product for one batch of slices from its latents (each fused decoding computed once)."""
+    fused: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
 
-    Each input's encoder runs once per batch of slices, however many subsets and targets are asked for;
-    background stays zero.
+    def decoded(subset: tuple[str, ...], target: str) -> torch.Tensor:
+        if (subset, target) not in fused:
+            fused[(subset, target)] = model.decode_fused([latents[m] for m in subset], target)[:, 0].float()
+        return fused[(subset, target)]
+
+    values = {}
+    for product in products:
+        if product.kind == "synthesis":
+            values[product] = decoded(product.subset, product.target)
+        elif product.kind == "uncertainty":
+            values[product] = decoding_spread(model, [latents[m] for m in product.subset],
+                                              decoded(product.subset, product.target), product.target)
+        elif product.kind == "explain":
+            values[product] = fusion_winner([latents[m] for m in product.subset])
+        else:
+            raise ValueError(f"unknown product kind '{product.kind}'")
+    return values
+
+
+@torch.inference_mode()
+def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, products: list[Product],
+                        device: torch.device, batch_size: int = 0, reporter: Reporter | None = None,
+                        axis: str | None = None, lesion: np.ndarray | None = None) -> dict[Product, np.ndarray]:
+    """Compute each product slice by slice along `axis` (default: the model's own) over the brain's bounding box.
+
+    Each input's encoder runs once per batch of slices, however many subsets, targets and maps are asked for;
+    background stays zero. A lesion-aware model gets `lesion` (binary, RAS+; none: no lesion) as every input's
+    second channel.
     """
     reporter = reporter or Reporter()
-    axis = SLICE_AXES[model.config.slice_axis]
-    in_plane = tuple(a for a in range(3) if a != axis)
+    axis_name = axis or model.config.slice_axis
+    axis_index = SLICE_AXES[axis_name]
+    in_plane = tuple(a for a in range(3) if a != axis_index)
     box = bounding_box(mask, in_plane, multiple=4)
     present = np.flatnonzero(mask.any(axis=in_plane))
-    outputs = {request: np.zeros(mask.shape, dtype=np.float32) for request in requests}
     if present.size == 0:
-        return outputs
-    box[axis] = slice(int(present[0]), int(present[-1]) + 1)
-    needed = sorted({m for subset, _ in requests for m in subset})
-    stacks = {m: np.moveaxis(crop_padded(inputs[m], box), axis, 0) for m in needed}
-    count, height, width = next(iter(stacks.values())).shape
+        return {p: np.zeros(mask.shape, dtype=PRODUCT_TYPES[p.kind]) for p in products}
+    box[axis_index] = slice(int(present[0]), int(present[-1]) + 1)
+    needed = sorted({m for p in products for m in p.subset})
+    if lesion is not None and not model.config.lesion_channel:
+        raise ValueError("a lesion mask was given to a model without a lesion channel")
+    planes = [np.zeros(mask.shape, np.float32) if lesion is None else lesion.astype(np.float32)] \
+        if model.config.lesion_channel else []
+    stacks = {m: np.stack([np.moveaxis(crop_padded(v, box), axis_index, 0) for v in [inputs[m], *planes]], axis=1)
+              for m in needed}  # slices, channels, height, width
+    count, _, height, width = next(iter(stacks.values())).shape
     step = batch_size or auto_batch_size(height, width)
-    results = {request: np.zeros((count, height, width), dtype=np.float32) for request in requests}
-    reporter.start("synthesising", count)
+    results = {p: np.zeros((count, height, width), dtype=PRODUCT_TYPES[p.kind]) for p in products}
+    reporter.start("synthesising" if axis_name == model.config.slice_axis else f"synthesising ({axis_name})", count)
     for start in range(0, count, step):
-        images = {m: torch.from_numpy(np.ascontiguousarray(s[start : start + step])).unsqueeze(1).to(device)
+        images = {m: torch.from_numpy(np.ascontiguousarray(s[start : start + step])).to(device)
                   .contiguous(memory_format=torch.channels_last) for m, s in stacks.items()}
-        latents = model.encode(images)
-        for subset, target in requests:
-            prediction = model.decode_fused([latents[m] for m in subset], target)
-            results[(subset, target)][start : start + step] = prediction[:, 0].float().cpu().numpy()
+        for product, value in _batch_products(model, model.encode(images), products).items():
+            results[product][start : start + step] = value.cpu().numpy()
         reporter.advance(min(step, count - start))
     reporter.finish()
-    for request in requests:
-        outputs[request] = uncrop(np.moveaxis(results[request], 0, axis), box, mask.shape) * mask
-    return outputs
+    return {p: np.where(mask, uncrop(np.moveaxis(r, 0, axis_index), box, mask.shape), 0).astype(r.dtype)
+            for p, r in results.items()}
+
+
+def synthesize_subsets(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray,
+                       requests: list[tuple[tuple[str, ...], str]], device: torch.device, batch_size: int = 0,
+                       reporter: Reporter | None = None, axis: str | None = None
+                       ) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
+    """Synthesise each (input subset, target) request; each input encoded once per batch of slices."""
+    products = [Product("synthesis", subset, target) for subset, target in requests]
+    results = synthesize_products(model, inputs, mask, products, device, batch_size, reporter, axis)
+    return {(p.subset, p.target): results[p] for p in products}
 
 
 def synthesize_arrays(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, targets: list[str],
@@ -111,22 +167,47 @@ def synthesize_arrays(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: 
 
 
 def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | None = None, device: str = "auto",
-               batch_size: int = 0, reporter: Reporter | None = None) -> SynthesisResult:
-    """Load and check the inputs, synthesise the targets, and return them with the reference input."""
+               batch_size: int = 0, reporter: Reporter | None = None, views: list[str] | None = None,
+               merge: str = "mean", uncertainty: bool = False, explain: bool = False,
+               lesion: np.ndarray | Path | None = None) -> SynthesisResult:
+    """Load and check the inputs, synthesise the targets, and return them with the reference input.
+
+    views: slice axes to synthesise along, merged voxel-wise by `merge` (default: the model's own axis);
+    uncertainty: also the spread of the single-input and fused decodings of each target; explain: also which
+    input wins the max fusion in most latent channels; lesion: a lesion mask (array on the inputs' grid, or a
+    file) for a lesion-aware model, drawn into the synthesis.
+    """
     torch_device = resolve_device(device)
     model, _ = load_model(model_path, torch_device)
     config = model.config
     check_request(config.inputs, config.outputs, list(inputs), targets, model_path or "default model")
+    if explain:
+        check_explainable(model, model_path or "default model")
     ordered = [m for m in config.inputs if m in inputs]
     volumes = {m: load_volume(inputs[m]) for m in ordered}
     check_same_grid(list(volumes.values()))
     for volume in volumes.values():
         if not foreground_mask(volume.data).any():
             raise InputError(f"{volume.path}: the volume is empty (no voxel above zero)")
+    if lesion is not None and not config.lesion_channel:
+        raise CheckpointError(f"{model_path or 'default model'}: the model has no lesion channel; a lesion mask "
+                              "needs a model trained with --lesion-channel")
+    if isinstance(lesion, (str, Path)):
+        lesion = load_lesion_mask(lesion, volumes[ordered[0]])
     normalised, mask, factors = normalise_inputs({m: v.data for m, v in volumes.items()})
-    outputs = synthesize_arrays(model, normalised, mask, targets, torch_device, batch_size, reporter)
-    return SynthesisResult(outputs=outputs, mask=mask, reference=volumes[ordered[0]], factors=factors,
-                           input_paths=[v.path for v in volumes.values()])
+    subset = tuple(ordered)
+    kinds = ["synthesis"] + (["uncertainty"] if uncertainty else [])
+    products = [Product(kind, subset, t) for t in targets for kind in kinds] + \
+        ([Product("explain", subset)] if explain else [])
+    views = views or [config.slice_axis]
+    results = merge_views([synthesize_products(model, normalised, mask, products, torch_device, batch_size, reporter,
+                                               axis, lesion) for axis in views], merge)
+    return SynthesisResult(outputs={t: results[Product("synthesis", subset, t)] for t in targets}, mask=mask,
+                           reference=volumes[ordered[0]], factors=factors,
+                           input_paths=[v.path for v in volumes.values()],
+                           uncertainty={t: results[Product("uncertainty", subset, t)] for t in targets if uncertainty},
+                           explanation=results[Product("explain", subset)] if explain else None,
+                           inputs=list(ordered), views=list(views))
 
 
 def check_outputs(paths: list[Path], inputs: list[Path], force: bool) -> None:

@@ -1,0 +1,374 @@
+"""`mrimpute bench`: synthesis seconds per volume, training slices per second and peak memory, each beside a plain
+eager reference measured in the same run, so that the speed-up is a ratio that survives a noisy machine.
+
+The reference is the straightforward loop: every slice of the volume whole (zero-padded at its end to a multiple
+of 4), batch 1, no crop, no channels_last, the network's plain layers (per-convolution replicate padding,
+nn.Upsample, concatenation, stacked fusion); for training, the full c1 (every latent decoded to every output).
+The fast path is what `mrimpute synth` and `mrimpute train` run; the exact-crop path is the fast synthesis on the
+brain's box grown by the network's receptive radius (the same results as the reference, to float rounding). Each
+case runs in a fresh process (peak resident memory per case), with a warm-up before its timed runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import SLICE_AXES, ModelConfig
+from ..data.slices import SliceSampler
+from ..data.subjects import discover_subjects, load_subject
+from ..errors import InputError
+from ..io.atomic import check_writable, write_atomically
+from ..io.checkpoint import load_checkpoint
+from ..io.nifti import load_volume
+from ..model.losses import SynthesisLoss, synthesis_loss
+from ..model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet, use_reference_layers
+from ..phantom import write_subject
+from .demo import SAMPLE_DIR
+from .device import autocast, choose_precision, grad_scaler, resolve_device, set_threads
+from .model_loading import default_model_path, load_model
+from .reporting import Reporter
+from .synthesize import normalise_inputs, synthesize_subsets
+from .train import Stepper, TrainSettings, train_step
+
+MODALITIES = ["t1", "t1c", "t2", "flair"]
+INPUTS = ("t1", "t1c", "t2")
+REQUESTS = {"3->1": ["flair"], "3->4": MODALITIES}  # t1+t1c+t2 -> flair, and -> every output of the model
+# reference: the plain eager loop; fast: what synth/train run; exact-crop: the fast synthesis on the brain's box
+# grown by the network's receptive radius on the pooling grid; plain-layers (--ablation): the fast loop with the
+# reference's layers
+PATH_LABELS = {"reference": "eager reference", "plain-layers": "fast loop, plain layers", "fast": "fast",
+               "exact-crop": "fast, exact crop"}
+
+
+@dataclass
+class BenchSettings:
+    """What `mrimpute bench` measures and how often."""
+
+    data: Path | None = None  # folder of subject folders; None: the bundled sample (182x218x182) only
+    subjects: list[str] = field(default_factory=lambda: ["gli00001", "ms07"])  # the 240x240x155 and 182x218x182
+    models: list[str] = field(default_factory=lambda: ["shipped", "full"])  # full: the paper's width 1, random
+    model_path: Path | None = None  # the shipped model (default: models/default.pt)
+    repeats: int = 3
+    reference_slices: int = 16  # slices timed on the reference path (evenly spaced; 0: every slice)
+    train_steps: int = 3
+    batch_size: int = 16  # training crops per step (both paths)
+    crop: int = 96
+    synth_batch: int = 0  # slices per forward pass of the fast synthesis (0: its automatic choice)
+    threads: int = 0
+    device: str = "cpu"
+    amp: bool = True
+    ablation: bool = False
+    isolate: bool = True  # each case in a fresh process (peak memory per case)
+    quick: bool = False  # a seconds-long smoke run: a phantom subject, a tiny random model
+
+
+def quick_settings(**overrides) -> BenchSettings:
+    """The --quick smoke run: phantom subject, width-0.125 random model, tiny crops, two runs each."""
+    values = dict(models=["tiny"], repeats=2, reference_slices=3, train_steps=2, batch_size=4, crop=16, quick=True)
+    values.update(overrides)
+    return BenchSettings(**values)
+
+
+def _subject_folders(settings: BenchSettings, scratch: Path) -> list[Path]:
+    if settings.quick:
+        return [write_subject(scratch / "phantom", shape=(44, 40, 10))["t1"].parent]
+    if settings.data is None:
+        return [SAMPLE_DIR]
+    folders = [Path(settings.data) / name for name in settings.subjects]
+    for folder in folders:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such subject folder")
+    return folders
+
+
+def _model_spec(name: str, settings: BenchSettings) -> dict:
+    if name == "shipped":
+        return {"name": name, "path": str(settings.model_path) if settings.model_path else None}
+    widths = {"full": 1.0, "tiny": 0.125}
+    if name not in widths:
+        raise InputError(f"unknown bench model '{name}': use shipped, full or tiny")
+    return {"name": name, "width": widths[name]}
+
+
+def plan_cases(settings: BenchSettings, scratch: Path) -> list[dict]:
+    """Every (case, path) to run: synthesis 3->1 and 3->4 on the first subject, 3->1 on the others, and training,
+    each for every model; the reference path first."""
+    folders = _subject_folders(settings, scratch)
+    ablation = ["plain-layers"] if settings.ablation else []
+    common = {k: v for k, v in asdict(settings).items() if k not in ("data", "subjects", "models", "model_path")}
+    cases = []
+    for model in settings.models:
+        spec = _model_spec(model, settings)
+        for index, folder in enumerate(folders):
+            for request in (REQUESTS if index == 0 else ["3->1"]):
+                cases += [{**common, "kind": "synthesis", "subject": str(folder), "request": request, "model": spec,
+                           "path": path} for path in ["reference", *ablation, "fast", "exact-crop"]]
+        cases += [{**common, "kind": "training", "subject": str(folders[0]), "model": spec, "path": path}
+                  for path in ["reference", *ablation, "fast"]]
+    return cases
+
+
+def _model_config(spec: dict) -> ModelConfig:
+    if spec["name"] == "shipped":
+        return ModelConfig.from_dict(load_checkpoint(spec["path"] or default_model_path())["config"])
+    return ModelConfig(inputs=MODALITIES, outputs=MODALITIES, width=spec["width"])
+
+
+def _build_model(spec: dict, device: torch.device) -> SynthesisNet:
+    """The shipped model as `synth` loads it, or a seeded random one (timing does not depend on the weights)."""
+    if spec["name"] == "shipped":
+        return load_model(spec["path"], device)[0]
+    torch.manual_seed(0)
+    return SynthesisNet(_model_config(spec)).to(device).to(memory_format=torch.channels_last).eval()
+
+
+def _subject(folder: str):
+    return next(s for s in discover_subjects(Path(folder).parent) if s.name == Path(folder).name)
+
+
+def _pad4(image: np.ndarray) -> np.ndarray:
+    return np.pad(image, [(0, (-n) % 4) for n in image.shape])
+
+
+@torch.inference_mode()
+def reference_synthesis(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, subset: tuple[str, ...],
+                        targets: list[str], axis: int, slices: list[int], device: torch.device) -> dict[str, np.ndarray]:
+    """The plain eager path on the given slices: each slice whole (zero-padded to a multiple of 4), batch 1;
+    (len(slices), h, w) per target, background zero."""
+    results = {}
+    for i, k in enumerate(slices):
+        images = {m: torch.from_numpy(_pad4(np.take(inputs[m], k, axis=axis)))[None, None].to(device) for m in subset}
+        latents = list(model.encode(images).values())
+        inside = np.take(mask, k, axis=axis)
+        for target in targets:
+            image = model.decode_fused(latents, target)[0, 0, : inside.shape[0], : inside.shape[1]].cpu().numpy()
+            results.setdefault(target, np.zeros((len(slices), *inside.shape), np.float32))[i] = image * inside
+    return results
+
+
+def receptive_box_mask(mask: np.ndarray, axis: int) -> np.ndarray:
+    """A mask that makes synthesize_subsets crop each slice to the brain's box grown by RECEPTIVE_RADIUS, with
+    its corner on the pooling grid (the mask padded at its end to a multiple of POOLING_GRID, like the reference):
+    on that box every brain pixel gets what the whole slice gives it."""
+    padded = np.pad(mask, [(0, 0 if a == axis else (-n) % POOLING_GRID) for a, n in enumerate(mask.shape)])
+    box: list[slice] = [slice(None)] * 3
+    for a in (a for a in range(3) if a != axis):
+        present = np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))
+        low = max(0, (int(present[0]) - RECEPTIVE_RADIUS) // POOLING_GRID * POOLING_GRID)
+        high = -(-(int(present[-1]) + 1 + RECEPTIVE_RADIUS) // POOLING_GRID) * POOLING_GRID
+        box[a] = slice(low, min(padded.shape[a], high))
+    box[axis] = np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != axis)))
+    grown = np.zeros(padded.shape, dtype=bool)
+    grown[tuple(box)] = True
+    return grown
+
+
+def _timed(run, repeats: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each of `repeats` calls of run()."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus
+
+
+def _synthesis_case(case: dict, device: torch.device) -> dict:
+    subject = _subject(case["subject"])
+    volumes = {m: load_volume(subject.files[m]) for m in INPUTS}
+    inputs, mask, _ = normalise_inputs({m: v.data for m, v in volumes.items()})
+    axis = SLICE_AXES["axial"]
+    targets = REQUESTS[case["request"]]
+    count = mask.shape[axis]
+    wanted = case["reference_slices"] or count
+    slices = sorted({int(k) for k in np.linspace(0, count - 1, min(wanted, count)).round()})
+    model = _build_model(case["model"], device)
+    result = {"shape": list(mask.shape), "slices": count}
+    if case["path"] == "reference":
+        model = use_reference_layers(model.to(memory_format=torch.contiguous_format))
+        reference_synthesis(model, inputs, mask, INPUTS, targets, axis, slices[:1], device)  # warm-up
+        walls, cpus = _timed(lambda: reference_synthesis(model, inputs, mask, INPUTS, targets, axis, slices, device),
+                             case["repeats"], device)
+        scale = count / len(slices)  # every slice costs the same on this path: the timed ones stand for all
+        return {**result, "timed_slices": len(slices), "seconds": [w * scale for w in walls],
+                "cpu_seconds": [c * scale for c in cpus], "peak_rss_mb": _peak_rss_mb()}
+    use_reference_layers(model, case["path"] == "plain-layers")
+    precision = choose_precision(device, case["amp"])
+    requests = [(INPUTS, t) for t in targets]
+    box_mask, loop_inputs = mask, inputs
+    if case["path"] == "exact-crop":
+        box_mask = receptive_box_mask(mask, axis)
+        loop_inputs = {m: np.pad(v, [(0, b - n) for n, b in zip(v.shape, box_mask.shape)]) for m, v in inputs.items()}
+
+    def run() -> dict:
+        with autocast(device, precision):
+            outputs = synthesize_subsets(model, loop_inputs, box_mask, requests, device, case["synth_batch"])
+        return {r: o[: mask.shape[0], : mask.shape[1], : mask.shape[2]] * mask for r, o in outputs.items()}
+
+    outputs = run()  # warm-up
+    walls, cpus = _timed(run, case["repeats"], device)
+    peak = _peak_rss_mb()
+    reference = reference_synthesis(use_reference_layers(model.to(memory_format=torch.contiguous_format)), inputs,
+                                    mask, INPUTS, targets, axis, slices, device)  # untimed, for the difference
+    inside = np.take(mask, slices, axis=axis)
+    difference = max(float(np.abs(np.moveaxis(np.take(outputs[(INPUTS, t)], slices, axis=axis), axis, 0)
+                                  - reference[t])[np.moveaxis(inside, axis, 0)].max(initial=0.0)) for t in targets)
+    return {**result, "seconds": walls, "cpu_seconds": cpus, "peak_rss_mb": peak, "max_abs_diff": difference,
+            "precision": precision.name}
+
+
+def _training_case(case: dict, device: torch.device) -> dict:
+    config = _model_config(case["model"])
+    loaded = load_subject(_subject(case["subject"]), MODALITIES)
+    sampler = SliceSampler([loaded], MODALITIES, SLICE_AXES["axial"], case["crop"])
+    settings = TrainSettings(data=Path(case["subject"]), inputs=MODALITIES, outputs=MODALITIES, out=Path("unused.pt"),
+                             batch_size=case["batch_size"], crop=case["crop"], width=config.width, amp=case["amp"])
+    torch.manual_seed(0)
+    model = SynthesisNet(config).to(device)
+    rng = np.random.default_rng(0)
+    if case["path"] == "reference":
+        use_reference_layers(model)
+        optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
+
+        def step() -> None:
+            batch = torch.from_numpy(sampler.batch(settings.batch_size, rng)).to(device)
+            tensors = {m: batch[i].unsqueeze(1) for i, m in enumerate(MODALITIES)}
+            loss, _ = synthesis_loss(model, tensors, tensors, settings.terms)  # full c1
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    else:
+        use_reference_layers(model.to(memory_format=torch.channels_last), case["path"] == "plain-layers")
+        precision = choose_precision(device, case["amp"])
+        stepper = Stepper(SynthesisLoss(model, settings.terms), torch.optim.Adam(model.parameters(), lr=settings.lr),
+                          grad_scaler(device, precision), device, precision)
+
+        def step() -> None:
+            train_step(stepper, sampler, settings, MODALITIES, rng)
+
+    step()  # warm-up
+    walls, cpus = _timed(step, case["train_steps"], device)
+    return {"seconds": walls, "cpu_seconds": cpus, "slices_per_step": settings.batch_size,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def run_case(case: dict) -> dict:
+    """Run one case in this process and return its measurements."""
+    set_threads(case["threads"])
+    device = resolve_device(case["device"])
+    measured = _synthesis_case(case, device) if case["kind"] == "synthesis" else _training_case(case, device)
+    if device.type == "cuda":
+        measured["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return {**measured, "threads": torch.get_num_threads()}
+
+
+def case_main() -> None:
+    """Entry point of a case's own process: the case as JSON on stdin, the result as JSON on stdout's last line."""
+    result = run_case(json.loads(sys.stdin.read()))
+    print(json.dumps(result))
+
+
+def _run_isolated(case: dict) -> dict:
+    code = "from mrimpute.pipeline.bench import case_main; case_main()"
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(case), capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode != 0:
+        raise RuntimeError(f"bench case {case['kind']} {case['path']} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _label(case: dict, measured: dict) -> str:
+    if case["kind"] == "training":
+        return f"training, batch {case['batch_size']} x {case['crop']}px crops"
+    shape = "x".join(str(n) for n in measured["shape"])
+    return f"synthesis {shape}, t1+t1c+t2 -> " + ("flair" if case["request"] == "3->1" else "all 4")
+
+
+def _model_label(spec: dict, width: float | None) -> str:
+    return f"{spec['name']} (width {width:g})" if width is not None else spec["name"]
+
+
+def _median_value(measured: dict, training: bool) -> float:
+    """Median seconds per volume, or slices per second for training."""
+    median = statistics.median(measured["seconds"])
+    return measured["slices_per_step"] / median if training else median
+
+
+def summarise(cases: list[dict], results: list[dict], widths: dict[str, float]) -> list[dict]:
+    """One row per case and path: its median, its speed-up over the eager reference of the same case (in wall
+    time, and in CPU time, which other load on the machine disturbs less), its peak memory, and the largest
+    in-brain difference of its synthesis from the reference's."""
+    references = {}
+    for case, measured in zip(cases, results):
+        if case["path"] == "reference":
+            references[(case["kind"], case["subject"], case.get("request"), case["model"]["name"])] = measured
+    rows = []
+    for case, measured in zip(cases, results):
+        training = case["kind"] == "training"
+        reference = references[(case["kind"], case["subject"], case.get("request"), case["model"]["name"])]
+        value, base = _median_value(measured, training), _median_value(reference, training)
+        cpu = statistics.median(reference["cpu_seconds"]) / statistics.median(measured["cpu_seconds"])
+        rows.append({"case": _label(case, measured), "model": _model_label(case["model"], widths[case["model"]["name"]]),
+                     "path": PATH_LABELS[case["path"]], "unit": "slices/s" if training else "s/volume",
+                     "median": value, "speed-up": value / base if training else base / value,
+                     "speed-up in CPU time": cpu, "peak MB": measured["peak_rss_mb"],
+                     "max |x - reference|": measured.get("max_abs_diff")})
+    return rows
+
+
+def check_json_output(path: Path | None, force: bool) -> None:
+    """Before any work: refuse an existing --json file without force, or an unwritable folder."""
+    if path is not None:
+        check_writable(Path(path), force)
+
+
+def run_bench(settings: BenchSettings, reporter: Reporter | None = None, json_path: Path | None = None,
+              force: bool = False) -> dict:
+    """Run every case (each in a fresh process unless settings.isolate is off) and return the report:
+    the rows of the table, every case's raw measurements and the machine; write it as JSON when asked."""
+    reporter = reporter or Reporter()
+    check_json_output(json_path, force)
+    if settings.repeats < 1 or settings.train_steps < 1:
+        raise InputError("--repeats and --train-steps must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="mrimpute-bench-") as scratch:
+        cases = plan_cases(settings, Path(scratch))
+        widths = {name: _model_config(_model_spec(name, settings)).width for name in settings.models}
+        reporter.start("benchmark cases", len(cases))
+        results = []
+        for case in cases:
+            results.append(_run_isolated(case) if settings.isolate else run_case(case))
+            reporter.message(f"{case['kind']} {case.get('request', '')} {case['model']['name']} {case['path']}: "
+                             f"median {statistics.median(results[-1]['seconds']):.3f} s")
+            reporter.advance()
+        reporter.finish()
+    report = {
+        "rows": summarise(cases, results, widths),
+        "cases": [{"case": c, "measured": r} for c, r in zip(cases, results)],
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine(), "device": settings.device,
+                    "threads": results[0]["threads"] if results else None, "isolated": settings.isolate},
+    }
+    if json_path is not None:
+        text = json.dumps(report, indent=2, default=str) + "\n"
+        write_atomically(Path(json_path), lambda tmp: tmp.write_text(text), force=force)
+    return report

@@ -1,0 +1,143 @@
+"""Extending a trained model (paper VI-E): a decoder for a new output or an encoder for a new input, trained with
+every other part frozen, into a new checkpoint; the parent checkpoint is only read."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import ModelConfig
+from ..errors import CheckpointError, InputError
+from ..io.atomic import check_writable, refuse_overwrite
+from ..io.checkpoint import card_path, load_checkpoint
+from ..io.checksum import sha256_file
+from ..model.losses import LossTerms
+from ..model.network import SynthesisNet
+from ..modalities import canonical_modality
+from .reporting import Reporter
+from .train import TrainSettings, WarmStart, last_checkpoint_path, train
+
+# what is trained, and against what (the paper's cost terms)
+DECODER_TERMS = LossTerms(c1=True, c2=False, c3=True)  # each single latent and the fused one decoded to the output
+ENCODER_TERMS = LossTerms(c1=True, c2=True, c3=False)  # its latent decoded, and close to the frozen encoders' latents
+
+
+def _check_paths(parent: Path, settings: TrainSettings, force: bool) -> None:
+    """The new checkpoint, its rolling copy and card must not be the parent's files, nor exist without force."""
+    outputs = [Path(settings.out), last_checkpoint_path(settings.out), card_path(settings.out)]
+    refuse_overwrite(outputs, [parent, card_path(parent), last_checkpoint_path(parent)], force or settings.resume)
+    check_writable(Path(settings.out), force or settings.resume)
+
+
+def _warm_start(parent: Path, payload: dict, config: ModelConfig, part: str, name: str) -> WarmStart:
+    """Parent weights loaded into the enlarged network, everything frozen except `part.name` (e.g. decoders.t1c)."""
+    trained = f"{part}.{name}."
+    parent_sha = sha256_file(parent)
+
+    def prepare(model: SynthesisNet) -> None:
+        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+        if unexpected or any(not key.startswith(trained) for key in missing):
+            raise CheckpointError(f"{parent}: its weights do not match its stored model settings")
+        for key, parameter in model.named_parameters():
+            parameter.requires_grad_(key.startswith(trained))
+
+    frozen = sorted({".".join(key.split(".")[:2]) for key in payload["state_dict"]})
+    kind = "decoder for the new output" if part == "decoders" else "encoder for the new input"
+    extension = {"added": f"{part}.{name}", "kind": kind, "frozen": frozen, "parent_file": str(parent),
+                 "parent_sha256": parent_sha, "parent_training_subjects":
+                     payload["metadata"].get("training_subjects", [])}
+    section = "\n".join([
+        f"## Extended model: {kind} `{name}`", "",
+        f"Trained with every other part frozen (Chartsias et al. 2018, VI-E) from the parent `{Path(parent).name}` "
+        f"(sha256 `{parent_sha}`), which was trained on {', '.join(extension['parent_training_subjects']) or '?'}.",
+        "", f"- trained: `{part}.{name}`", f"- frozen (bit for bit the parent's): {', '.join(frozen)}"])
+    return WarmStart(config=config, prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
+
+
+def _parent(parent: Path) -> tuple[dict, ModelConfig]:
+    payload = load_checkpoint(parent)
+    try:
+        return payload, ModelConfig.from_dict(payload["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{parent}: unreadable model settings ({type(exc).__name__})") from None
+
+
+def _settings(settings: TrainSettings, config: ModelConfig, terms: LossTerms) -> TrainSettings:
+    """The training settings with the enlarged network's modalities, width, latent, fusion and slice axis."""
+    return replace(settings, inputs=list(config.inputs), outputs=list(config.outputs), width=config.width,
+                   latent=config.latent, fusion=config.fusion, slice_axis=config.slice_axis, terms=terms,
+                   input_dropout=False)
+
+
+def add_decoder(parent: Path, output: str, settings: TrainSettings, force: bool = False,
+                reporter: Reporter | None = None) -> Path:
+    """A new checkpoint: the parent plus a decoder for `output`, trained (c1 + c3 for that output) on the frozen
+    encoders' single and fused latents. settings gives the data, the split, the schedule and `out`."""
+    parent = Path(parent)
+    output = canonical_modality(output)
+    payload, config = _parent(parent)
+    if output in config.outputs:
+        raise InputError(f"{parent}: the model already has a decoder for {output} (its outputs: "
+                         f"{', '.join(config.outputs)})")
+    _check_paths(parent, settings, force)
+    enlarged = replace(config, outputs=[*config.outputs, output])
+    start = _warm_start(parent, payload, enlarged, "decoders", output)
+    decoder_settings = replace(_settings(settings, enlarged, DECODER_TERMS), outputs=[output])
+    return train(decoder_settings, reporter, start)
+
+
+def add_encoder(parent: Path, modality: str, settings: TrainSettings, force: bool = False,
+                reporter: Reporter | None = None) -> Path:
+    """A new checkpoint: the parent plus an encoder for the input `modality`, trained (c1 + c2) so that its latent
+    decodes to the parent's outputs through the frozen decoders and lies close to the frozen encoders' latents."""
+    parent = Path(parent)
+    modality = canonical_modality(modality)
+    payload, config = _parent(parent)
+    if modality in config.inputs:
+        raise InputError(f"{parent}: the model already has an encoder for {modality} (its inputs: "
+                         f"{', '.join(config.inputs)})")
+    if config.lesion_channel:
+        raise CheckpointError(f"{parent}: adding an encoder to a model with a lesion channel is not supported")
+    _check_paths(parent, settings, force)
+    enlarged = replace(config, inputs=[*config.inputs, modality])
+    start = _warm_start(parent, payload, enlarged, "encoders", modality)
+    return train(_settings(settings, enlarged, ENCODER_TERMS), reporter, start)
+
+
+def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = False,
+                       reporter: Reporter | None = None) -> Path:
+    """A new checkpoint: the parent with a lesion-mask channel on every encoder, fine-tuned on subjects' lesion
+    masks (settings.lesion_source). The new channel's first-layer weights start at zero, so training starts from
+    exactly the parent's function; nothing is frozen."""
+    parent = Path(parent)
+    payload, config = _parent(parent)
+    if config.lesion_channel:
+        raise InputError(f"{parent}: the model already has a lesion channel")
+    _check_paths(parent, settings, force)
+    enlarged = replace(config, lesion_channel=True)
+    parent_sha = sha256_file(parent)
+
+    def prepare(model: SynthesisNet) -> None:
+        state = model.state_dict()
+        for key, weight in payload["state_dict"].items():
+            if key not in state:
+                raise CheckpointError(f"{parent}: its weights do not match its stored model settings")
+            if weight.shape != state[key].shape:  # an encoder's first convolution: one more input channel
+                if weight.shape[1] + 1 != state[key].shape[1] or weight.shape[0] != state[key].shape[0]:
+                    raise CheckpointError(f"{parent}: its weights do not match its stored model settings")
+                grown = state[key].new_zeros(state[key].shape)
+                grown[:, : weight.shape[1]] = weight
+                weight = grown
+            state[key] = weight
+        model.load_state_dict(state)
+
+    extension = {"added": "lesion channel", "kind": "lesion-mask input channel on every encoder (zero-initialised)",
+                 "frozen": [], "parent_file": str(parent), "parent_sha256": parent_sha,
+                 "parent_training_subjects": payload["metadata"].get("training_subjects", [])}
+    section = "\n".join([
+        "## Lesion-aware fine-tuning", "",
+        f"Started from `{parent.name}` (sha256 `{parent_sha}`) with a lesion-mask channel added to every encoder "
+        "(first-layer weights for it zero, so the start is exactly the parent), then trained with every part free "
+        f"on the subjects' lesion masks (source: {settings.lesion_source}; a subject without a mask has none)."])
+    start = WarmStart(config=enlarged, prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
+    return train(replace(_settings(settings, enlarged, settings.terms), lesion_channel=True), reporter, start)

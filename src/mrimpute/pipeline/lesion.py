@@ -1,0 +1,148 @@
+"""Lesion masks for lesion-aware synthesis: bring a mask onto a subject's grid, and measure drawn lesions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import lesion_measures
+from ..data.lesions import binarise
+from ..errors import CheckpointError, InputError
+from ..io.nifti import AFFINE_TOLERANCE_MM, Volume, check_same_grid, load_volume, save_like
+from ..preprocess import spatial
+from ..preview import save_montage
+from .preprocess import to_sitk
+from .reporting import Reporter
+
+
+@dataclass
+class TransferredMask:
+    """A binary lesion mask (RAS+) on the target's grid, and what was done to put it there."""
+
+    mask: np.ndarray
+    how: str
+
+
+def _same_grid(a: Volume, b: Volume) -> bool:
+    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=AFFINE_TOLERANCE_MM)
+
+
+def transfer_lesion_mask(mask_path: Path, target: Volume, mask_reference: Path | None = None,
+                         seed: int = 0) -> TransferredMask:
+    """The lesion mask on the target's grid: as is when it already lies there; otherwise resampled (nearest
+    neighbour) through an affine registration of `mask_reference` (the image the mask was drawn on) onto the
+    target."""
+    mask_volume = load_volume(mask_path)
+    mask = binarise(mask_volume.data, mask_path)
+    if _same_grid(mask_volume, target):
+        return TransferredMask(mask, f"{mask_path.name} lies on the grid of {target.path.name}: used as is")
+    if mask_reference is None:
+        raise InputError(f"{mask_path}: lesion mask grid {mask_volume.shape} differs from {target.path} "
+                         f"{target.shape}; give --lesion-ref (the image the mask was drawn on) to register it")
+    reference = load_volume(mask_reference)
+    check_same_grid([reference, mask_volume])
+    result = spatial.register(to_sitk(target), to_sitk(reference), None, affine=True, seed=seed)
+    mask_image = spatial.image_from_array(mask.astype(np.float32), mask_volume.affine)
+    moved = spatial.resample(mask_image, to_sitk(target), result.transform, nearest=True)
+    resampled = spatial.array_from_image(moved) > 0.5
+    if not resampled.any():
+        raise InputError(f"{mask_path}: no lesion voxel lands inside {target.path} after registration")
+    return TransferredMask(resampled, f"registered {reference.path.name} onto {target.path.name} (affine, Mattes MI "
+                                      f"{result.metric:.3f}) and resampled {mask_path.name} by nearest neighbour")
+
+
+def _ratio(image: np.ndarray, region: np.ndarray, reference: np.ndarray) -> float:
+    """Lesion-to-NAWM contrast, NaN where no normal-appearing white matter was found."""
+    try:
+        return lesion_measures.contrast_ratio(image, region, reference)
+    except ValueError:
+        return float("nan")
+
+
+def lesion_report(synthetic: np.ndarray, inserted: np.ndarray, brain: np.ndarray, recipient_t1: np.ndarray | None,
+                  source_image: np.ndarray | None = None, source_lesion: np.ndarray | None = None,
+                  source_brain: np.ndarray | None = None, source_t1: np.ndarray | None = None,
+                  recipient_lesion: np.ndarray | None = None) -> dict[str, float]:
+    """Contrast of the drawn lesions against normal-appearing white matter (needs the recipient's T1), the same
+    for the source's real lesions when given, and the Dice of a hyperintensity segmentation of the synthetic image
+    with the mask (the recipient's own lesions, when given, are left out of the segmentation)."""
+    inserted = inserted & brain
+    if not inserted.any():
+        raise InputError("the lesion mask has no voxel inside the brain")
+    report: dict[str, float] = {"lesion_voxels": int(inserted.sum())}
+    if recipient_t1 is not None:
+        own = [recipient_lesion] if recipient_lesion is not None else []
+        nawm = lesion_measures.normal_white_matter(recipient_t1, brain, [inserted, *own])
+        report["synthetic_lesion_to_nawm"] = _ratio(synthetic, inserted, nawm)
+    if source_image is not None and source_lesion is not None and source_brain is not None and source_t1 is not None:
+        source_nawm = lesion_measures.normal_white_matter(source_t1, source_brain, [source_lesion])
+        report["real_lesion_to_nawm"] = _ratio(source_image, source_lesion & source_brain, source_nawm)
+    segmented = lesion_measures.hyperintensities(synthetic, brain)
+    if recipient_lesion is not None:  # the recipient's own lesions are not the drawn ones
+        segmented &= ~(recipient_lesion & ~inserted)
+    report["hyperintense_voxels"] = int(segmented.sum())
+    report["dice_hyperintensities_vs_mask"] = lesion_measures.dice(segmented, inserted)
+    return report
+
+
+@dataclass
+class AddLesionResult:
+    output: Path
+    mask_output: Path | None
+    how: str
+    report: dict[str, float]
+    preview: Path | None
+
+
+def _source_subject(folder: Path, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A source subject's real target image, lesion mask, brain mask and T1 (RAS+, target brain-mean units)."""
+    from ..data.subjects import discover_subjects, load_subject
+
+    found = [s for s in discover_subjects(folder.parent) if s.name == folder.name]
+    if not found:
+        raise InputError(f"{folder}: not a subject folder with NIfTI volumes")
+    loaded = load_subject(found[0], [target, "t1"], lesion_source="expert")
+    if not loaded.lesion.any():
+        raise InputError(f"{folder}: has no expert lesion mask (lesion.nii.gz) to compare with")
+    return loaded.volumes[target], loaded.lesion, loaded.mask, loaded.volumes["t1"]
+
+
+def add_lesion(inputs: dict[str, Path], lesion_mask: Path, target: str, out: Path, model_path: Path,
+               lesion_ref: Path | None = None, mask_out: Path | None = None, source_subject: Path | None = None,
+               preview: Path | None = None, device: str = "auto", batch_size: int = 0, force: bool = False,
+               reporter: Reporter | None = None) -> AddLesionResult:
+    """Synthesise `target` from the inputs with the lesions of `lesion_mask` drawn in, and measure them."""
+    from ..io.checkpoint import load_checkpoint
+    from .synthesize import check_outputs, synthesize, write_outputs
+
+    config = load_checkpoint(model_path)["config"]
+    if not config.get("lesion_channel"):
+        raise CheckpointError(f"{model_path}: not a lesion-aware model (train one with --lesion-channel)")
+    extra = [p for p in (mask_out, preview) if p is not None]
+    check_outputs([out, *extra], [*inputs.values(), lesion_mask, *([lesion_ref] if lesion_ref else [])], force)
+    first = next(m for m in config["inputs"] if m in inputs) if any(m in inputs for m in config["inputs"]) else None
+    if first is None:
+        raise InputError("give at least one input the model has an encoder for")
+    transferred = transfer_lesion_mask(Path(lesion_mask), load_volume(inputs[first]), lesion_ref)
+    result = synthesize(inputs, [target], model_path, device, batch_size, reporter, lesion=transferred.mask)
+    write_outputs(result, {target: out}, force)
+    if mask_out is not None:
+        save_like(transferred.mask.astype(np.uint8), result.reference, mask_out, force=force, dtype=np.uint8)
+    synthetic = result.outputs[target]
+    t1 = load_normalised(inputs["t1"], result.mask) if "t1" in inputs else None  # for white matter
+    source = _source_subject(Path(source_subject), target) if source_subject else (None, None, None, None)
+    report = lesion_report(synthetic, transferred.mask, result.mask, t1, *source)
+    if preview is not None:
+        window = float(np.percentile(synthetic[result.mask], 99.5))
+        columns = {m: load_normalised(p, result.mask) for m, p in inputs.items()}
+        columns |= {"lesion mask": transferred.mask * window, f"synthetic {target}": synthetic}
+        save_montage(preview, columns, transferred.mask if transferred.mask.any() else result.mask, force=force)
+    return AddLesionResult(out, mask_out, transferred.how, report, preview)
+
+
+def load_normalised(path: Path, brain: np.ndarray) -> np.ndarray:
+    """A volume divided by its mean over the brain (negatives clipped), as the model's inputs are."""
+    data = np.clip(load_volume(path).data, 0, None)
+    return data / float(data[brain].mean())
