@@ -21,7 +21,7 @@ def add_lesion_command(
     out: Path = typer.Option(..., help="Output NIfTI of the synthesised target, on the first input's grid."),
     target: str = typer.Option("flair", help="Contrast to synthesise."),
     lesion_ref: Optional[Path] = typer.Option(
-        None, help="The image the mask was drawn on, when the mask is on another grid: it is registered (affine) "
+        None, help="The image the mask was drawn on, when the mask is on another grid: it is registered (rigid) "
                    "onto the first input and the mask resampled by nearest neighbour."),
     mask_out: Optional[Path] = typer.Option(None, help="Also write the mask as used, on the output's grid."),
     source_subject: Optional[Path] = typer.Option(
