@@ -124,18 +124,14 @@ def simulate_full_disk(setattr_: Callable[[object, str, object], None]) -> None:
     setattr_ is pytest's monkeypatch.setattr (or anything with its signature, undone by the caller). The writer
     really writes the temporary file first, so the check that no temporary file is left behind means something.
     """
-    from mrimpute.io import atomic, checkpoint, nifti
+    from mrimpute.io import atomic
 
-    original = atomic.write_atomically
+    def fail_after_writing(tmp, path):
+        # the writer has already written tmp; failing here, not by replacing write_atomically itself, also covers
+        # modules that imported write_atomically by name (even ones first imported while the patch is active)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def write_then_fail(path, writer, force=False):
-        def failing(tmp):
-            writer(tmp)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return original(path, failing, force)
-
-    for module in (atomic, nifti, checkpoint):  # nifti and checkpoint import the function by name
-        setattr_(module, "write_atomically", write_then_fail)
+    setattr_(atomic, "_commit", fail_after_writing)
 
 
 def _full_disk_preexec() -> None:

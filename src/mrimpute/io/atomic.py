@@ -56,6 +56,12 @@ def _temporary_beside(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def _commit(tmp: Path, path: Path) -> None:
+    """Move a finished temporary file onto its final path (one rename; the bad-input corpus patches it)."""
+    os.chmod(tmp, 0o666 & ~_current_umask())
+    os.replace(tmp, path)
+
+
 def write_atomically(path: Path, writer: Callable[[Path], None], force: bool = False) -> None:
     """Call writer(tmp_path) and rename the result onto path; nothing partial is ever left at path."""
     path = Path(path)
@@ -63,7 +69,6 @@ def write_atomically(path: Path, writer: Callable[[Path], None], force: bool = F
     try:
         with _temporary_beside(path) as tmp:
             writer(tmp)
-            os.chmod(tmp, 0o666 & ~_current_umask())
-            os.replace(tmp, path)
+            _commit(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
