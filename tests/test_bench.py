@@ -21,15 +21,15 @@ def test_quick_bench_table_and_json(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     rows = report["rows"]
     assert [(r["unit"], r["path"]) for r in rows] == [
-        *[("s/volume", p) for p in ("eager reference", "fast", "fast, exact crop")] * 2,  # 3 -> 1, 3 -> 4
-        ("slices/s", "eager reference"), ("slices/s", "fast")]
+        *[("s/volume", p) for p in ("reference", "fast", "tight crop")] * 2,  # 3 -> 1, 3 -> 4
+        ("slices/s", "reference"), ("slices/s", "fast, full c1"), ("slices/s", "fast")]
     for row in rows:
-        assert row["median"] > 0 and row["speed-up"] > 0 and row["speed-up in CPU time"] > 0
+        assert row["median"] > 0 and row["speed-up"] > 0 and row["speed-up CPU"] > 0
         assert row["peak MB"] > 50  # python and torch at least
     for row in rows[:6]:
-        assert (row["max |x - reference|"] is None) == (row["path"] == "eager reference")
-        if row["path"] == "fast, exact crop":  # the crop grown by the receptive radius changes nothing
-            assert row["max |x - reference|"] < 1e-4
+        assert (row["max |diff|"] is None) == (row["path"] == "reference")
+        if row["path"] == "fast":  # the crop grown by the receptive radius changes nothing
+            assert row["max |diff|"] < 1e-4
     assert all(len(c["measured"]["seconds"]) == 2 for c in report["cases"])  # --quick: two timed runs each
     again = CliRunner().invoke(app, ["bench", "--quick", "--no-isolate", "--json", str(out)])
     assert again.exit_code == 1 and "--force" in again.output  # an existing report is kept
@@ -49,3 +49,15 @@ def test_a_case_in_its_own_process_reports_its_peak_memory(tmp_path: Path) -> No
     measured = _run_isolated(case)
     assert len(measured["seconds"]) == 2 and measured["threads"] == 1
     assert 50 < measured["peak_rss_mb"] < 4000 and measured["max_abs_diff"] >= 0
+
+
+def test_only_chooses_the_kinds_of_case(tmp_path: Path) -> None:
+    training = plan_cases(quick_settings(kinds=("training",)), tmp_path)
+    assert [c["path"] for c in training] == ["reference", "full-c1", "fast"]
+    assert {c["kind"] for c in plan_cases(quick_settings(kinds=("synthesis",)), tmp_path)} == {"synthesis"}
+    flair_only = plan_cases(quick_settings(kinds=("synthesis",), requests=("3->1",)), tmp_path)
+    assert {c["request"] for c in flair_only} == {"3->1"}
+    result = CliRunner().invoke(app, ["bench", "--quick", "--no-isolate", "--only", "inference"])
+    assert result.exit_code == 1 and "--only inference" in result.output
+    result = CliRunner().invoke(app, ["bench", "--quick", "--no-isolate", "--requests", "2->1"])
+    assert result.exit_code == 1 and "--requests 2->1" in result.output

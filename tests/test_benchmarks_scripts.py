@@ -124,3 +124,42 @@ def test_every_case_has_a_unique_name() -> None:
     names = [case.name for case in corpus.CASES]
     assert len(names) == len(set(names))
     assert {"extreme-values-1e35", "disk-full", "output-folder-read-only"} <= set(names)
+
+
+def test_ablations_script_runs_the_new_decoder_experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/ablations.py end to end on three phantom subjects with a one-step schedule: every command it runs
+    exists with the options it passes, the enlarged model is scored on its new output, the table is written, and a
+    second run redoes nothing. The commands run in this process (the script starts `python -m mrimpute`)."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from mrimpute.cli.app import app
+    from mrimpute.phantom import write_subject
+
+    ablations = _load("ablations")
+
+    def in_process(command: list[str]) -> SimpleNamespace:
+        assert command[:3] == [sys.executable, "-m", "mrimpute"]
+        return SimpleNamespace(returncode=CliRunner().invoke(app, command[3:]).exit_code)
+
+    monkeypatch.setattr(ablations.subprocess, "run", in_process)
+    data = tmp_path / "data"
+    for seed, name in enumerate(("a", "b", "test")):
+        write_subject(data / name, seed=seed, shape=(24, 24, 8))
+    out = tmp_path / "runs"
+    argv = ["--data", str(data), "--out", str(out), "--test", "test", "--val", "b", "--experiments", "decoder",
+            "--width", "0.125", "--crop", "16", "--batch-size", "2", "--epochs", "1", "--steps", "1"]
+    ablations.main(argv)
+    log = json.loads((out / "ablations.json").read_text())
+    assert [entry["command"].split()[1] for entry in log] == ["train", "eval", "train", "train-decoder", "eval", "eval",
+                                                              "eval"]
+    assert all(entry["exit"] == 0 for entry in log)
+    with open(out / "compare" / "decoder" / "comparison.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and {row["target"] for row in rows} == {"t1c"}
+    before = (out / "ablations.json").read_text()
+    ablations.main(argv)  # resumable: everything is done already
+    assert (out / "ablations.json").read_text() == before
+    with pytest.raises(SystemExit):
+        ablations.main([*argv[:4], "--experiments", "nonsense"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from conftest import write_subject
@@ -113,3 +114,36 @@ def test_add_lesion_registers_a_mask_from_another_grid_and_measures_it(data: Pat
                                      str(donor / "lesion.nii.gz"), "--model", str(model), "--out",
                                      str(tmp_path / "new.nii.gz")])
     assert other.exit_code == 1 and "give --lesion-ref" in other.output  # another grid and no reference
+
+
+def test_the_shipped_lesion_model_draws_a_lesion_where_it_is_told(tmp_path: Path) -> None:
+    """add-lesion with the shipped models/lesion.pt (the default) on 12 slices of the bundled subject: a FLAIR
+    drawn with a white-matter blob in the mask is brighter there than the same synthesis with the blob in the
+    other hemisphere."""
+    from mrimpute.pipeline.demo import SAMPLE_DIR
+    from mrimpute.pipeline.model_loading import lesion_model_path
+
+    assert load_checkpoint(lesion_model_path())["config"]["lesion_channel"] is True
+    inputs = {}
+    for name in ("t1", "t2"):
+        image = nib.load(SAMPLE_DIR / f"{name}.nii.gz")
+        inputs[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, 70:82], image.affine, image.header), inputs[name])
+    shape = nib.load(inputs["t1"]).shape
+    blob = np.zeros(shape, np.uint8)
+    grid = np.indices(shape)
+    smooth_t1 = ndimage.uniform_filter(np.asarray(nib.load(inputs["t1"]).dataobj, dtype=np.float32)[:, :, 6], 11)
+    half = shape[0] // 2
+    for mask, rows in ((blob, slice(half + 8, None)), (elsewhere := np.zeros(shape, np.uint8), slice(0, half - 8))):
+        x, y = np.unravel_index(np.argmax(smooth_t1[rows]), smooth_t1[rows].shape)  # white matter, each hemisphere
+        centre = (x + rows.indices(shape[0])[0], y, 6)
+        mask[sum((g - c) ** 2 for g, c in zip(grid, centre)) <= 5 ** 2] = 1
+    means = []
+    for name, mask in (("with", blob), ("without", elsewhere)):
+        mask_path = tmp_path / f"mask_{name}.nii.gz"
+        nib.save(nib.Nifti1Image(mask, nib.load(inputs["t1"]).affine), mask_path)
+        out = tmp_path / f"flair_{name}.nii.gz"
+        _run("add-lesion", "--t1", str(inputs["t1"]), "--t2", str(inputs["t2"]), "--lesion-mask", str(mask_path),
+             "--target", "flair", "--out", str(out))
+        means.append(float(np.asarray(nib.load(out).dataobj)[blob > 0].mean()))
+    assert means[0] > 1.15 * means[1], means

@@ -53,6 +53,16 @@ def test_absent_mask_means_no_lesion_and_sources_choose_the_file(tmp_path: Path)
     sampler = SliceSampler([loaded], ["t1", "flair"], axis=2, crop=16, lesion=True)
     batch = sampler.batch(4, np.random.default_rng(0))
     assert batch.shape == (3, 4, 16, 16) and set(np.unique(batch[2])) <= {0.0, 1.0}
+    # lesion oversampling: every crop centred on a lesion voxel at fraction 1; the plain stream at fraction 0
+    on_lesions = SliceSampler([loaded], ["t1", "flair"], axis=2, crop=16, lesion=True, lesion_fraction=1.0)
+    centres = on_lesions.batch(32, np.random.default_rng(0))[2, :, 8, 7:9]  # centre pixel (either flip)
+    assert centres.max(axis=1).min() == 1.0
+    plain = sampler.batch(32, np.random.default_rng(1))[2]
+    assert centres.mean() > plain[:, 8, 7:9].max(axis=1).mean()
+    unchanged = SliceSampler([loaded], ["t1", "flair"], axis=2, crop=16, lesion=True, lesion_fraction=0.0)
+    assert np.array_equal(unchanged.batch(4, np.random.default_rng(0)), sampler.batch(4, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        SliceSampler([loaded], ["t1"], axis=2, crop=16, lesion=True, lesion_fraction=1.5)
 
 
 def _shifted_copy(paths: dict[str, Path], folder: Path, shift_mm: tuple[float, float, float], pad: int) -> dict[str, Path]:

@@ -210,6 +210,20 @@ def test_compare_many_pools_over_subsets_and_marks_significance() -> None:
     assert {r["run"] for r in long} == {"replica"} and len(long) == 4 * 3
 
 
+def test_compare_many_pools_over_every_target_when_several_are_scored() -> None:
+    from mrimpute.pipeline.compare import compare_many
+
+    def rows(shift: float, seed: int) -> list[dict]:
+        return [{**r, "target": target} for target in ("flair", "t2") for r in _eval_rows(2, ["t1", "t1c"], shift, seed)]
+
+    wide, _ = compare_many([("model", rows(0.0, 0)), ("other", rows(-2.0, 1))])
+    assert [(r["target"], r["inputs"]) for r in wide][-1] == ("all", "pooled")
+    everything = wide[-1]
+    # per target 4 pairs: no Wilcoxon test can reach 5%; over both targets 8 pairs can
+    assert everything["n"] == 8 and everything["psnr other"].endswith("*")
+    assert not any(r["psnr other"].endswith("*") for r in wide[:-1])
+
+
 def test_compare_through_the_cli_writes_both_tables(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -7,7 +7,7 @@ import torch
 
 from mrimpute.config import FUSIONS, ModelConfig
 from mrimpute.modalities import all_subsets
-from mrimpute.model.network import SynthesisNet, fuse
+from mrimpute.model.network import SynthesisNet, fuse, fuse_stacked
 
 MODS = ["t1", "t1c", "t2", "flair"]
 
@@ -55,6 +55,23 @@ def test_fusions_by_hand() -> None:
     assert torch.equal(hemis, torch.tensor([[[[2.0, -3.0]], [[1.0, 1.0]]]]))
 
 
+def test_mean_max_fusion_is_a_learned_mix_of_mean_and_max() -> None:
+    a = torch.tensor([[[[1.0]], [[-2.0]]]])
+    b = torch.tensor([[[[3.0]], [[-4.0]]]])
+    mix = torch.tensor([0.0, 40.0], requires_grad=True)  # channel 0: halfway; channel 1: all max
+    fused = fuse([a, b], "mean-max", mix)
+    assert torch.allclose(fused, torch.tensor([[[[2.5]], [[-2.0]]]]))
+    assert torch.allclose(fuse_stacked([a, b], "mean-max", mix), fused)
+    fused.sum().backward()
+    assert mix.grad[0] == pytest.approx(0.25 * (3.0 - 2.0))  # sigmoid'(0) * (max - mean)
+    with pytest.raises(ValueError, match="mixing weights"):
+        fuse([a, b], "mean-max")
+    model = SynthesisNet(ModelConfig(inputs=["t1", "t2"], outputs=["flair"], width=0.125, fusion="mean-max"))
+    assert model.fusion_mix.shape == (16,) and "fusion_mix" in dict(model.named_parameters())
+    assert torch.equal(model.fuse([a.repeat(1, 8, 1, 1), b.repeat(1, 8, 1, 1)]),
+                       fuse([a.repeat(1, 8, 1, 1), b.repeat(1, 8, 1, 1)], "mean-max", torch.zeros(16)))
+
+
 def test_output_mean_averages_decoded_images() -> None:
     torch.manual_seed(0)
     model = SynthesisNet(ModelConfig(inputs=["t1", "t2"], outputs=["flair"], width=0.125, fusion="output-mean")).eval()
@@ -72,3 +89,17 @@ def test_replicate_padding_keeps_size_and_width_multiplier_shrinks() -> None:
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(small) < count(full) / 8
     assert full.encoders["t1"].level1[0].out_channels == 32 and full.encoders["t1"].bottom[0].out_channels == 128
+
+
+def test_decoders_start_with_their_output_relu_active() -> None:
+    """A new decoder's output bias is HEAD_BIAS, so its ReLU passes gradient from the first step (a bias near 0
+    let a T1c decoder die in a short training run: constant 0 output, its MAE frozen)."""
+    from mrimpute.model.network import HEAD_BIAS
+
+    torch.manual_seed(0)
+    model = SynthesisNet(ModelConfig(inputs=["t1"], outputs=["t1c", "flair"], width=0.25)).eval()
+    with torch.no_grad():
+        outputs = model({"t1": torch.rand(2, 1, 32, 32)})
+    for name, image in outputs.items():
+        assert float(model.decoders[name].head[0].bias.detach()) == HEAD_BIAS
+        assert float((image > 0).float().mean()) > 0.9

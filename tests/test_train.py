@@ -78,3 +78,13 @@ def test_resume_refuses_other_settings_and_missing_state(dataset: Path, tmp_path
 def test_unknown_subject_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no subject named 'zz'"):
         train(_settings(dataset, tmp_path / "m.pt", exclude=["zz"]))
+
+
+def test_mean_max_fusion_learns_its_mix_and_reports_it(dataset: Path, tmp_path: Path) -> None:
+    path = train(_settings(dataset, tmp_path / "mix.pt", fusion="mean-max", epochs=1))
+    payload = load_checkpoint(path)
+    mix = payload["state_dict"]["fusion_mix"]
+    assert mix.shape == (16,) and mix.abs().max() > 0  # trained away from its start at 0 (max share 0.5)
+    share = payload["metadata"]["fusion_max_share"]
+    assert share == [round(float(v), 3) for v in torch.sigmoid(mix)]
+    assert "fusion max share" in path.with_suffix(".md").read_text()

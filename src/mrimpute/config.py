@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-FUSIONS: tuple[str, ...] = ("max", "mean", "hemis", "output-mean")
+FUSIONS: tuple[str, ...] = ("max", "mean", "hemis", "output-mean", "mean-max")  # mean-max: learned mix of the two
 SLICE_AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}  # axes of the internal RAS+ array
 
 

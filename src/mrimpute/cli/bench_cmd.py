@@ -30,6 +30,9 @@ def bench_command(
     amp: bool = typer.Option(True, help="Mixed precision on CUDA for the fast paths."),
     ablation: bool = typer.Option(False, help="Also time the fast loops with the plain layers (what the layers give)."),
     isolate: bool = typer.Option(True, help="Run each case in a fresh process (peak memory per case)."),
+    only: str = typer.Option("synthesis,training", help="Which cases: synthesis, training or both."),
+    requests: str = typer.Option("3->1,3->4", help="Synthesis cases of the first subject: 3->1 (T1+T1c+T2 -> FLAIR) "
+                                                   "and/or 3->4 (-> all four); the other subjects: 3->1."),
     quick: bool = typer.Option(False, help="A seconds-long smoke run on a phantom subject and a tiny random model."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report (rows, raw runs) as JSON."),
     force: bool = typer.Option(False, help="Overwrite an existing --json file."),
@@ -43,14 +46,19 @@ def bench_command(
         chosen = [m.strip() for m in models.split(",") if m.strip()]
         options = dict(data=data, subjects=split, model_path=model, repeats=repeats, reference_slices=reference_slices,
                        train_steps=train_steps, batch_size=batch_size, crop=crop, synth_batch=synth_batch,
-                       threads=threads, device=device, amp=amp, ablation=ablation, isolate=isolate, models=chosen)
+                       threads=threads, device=device, amp=amp, ablation=ablation, isolate=isolate, models=chosen,
+                       kinds=tuple(k.strip() for k in only.split(",") if k.strip()),
+                       requests=tuple(r.strip() for r in requests.split(",") if r.strip()))
         settings = quick_settings(**{k: v for k, v in options.items() if k in ("device", "threads", "amp", "ablation",
-                                                                               "isolate", "synth_batch")}) \
+                                                                               "isolate", "synth_batch", "kinds",
+                                                                               "requests")}) \
             if quick else BenchSettings(**options)
         with reporting() as reporter:
             report = run_bench(settings, reporter, json_out, force)
-        console.print(make_table("mrimpute bench (medians; speed-up = fast over the eager reference, same run)",
-                                 report["rows"]))
+        shown = [{k: (f"{v:.3g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()}
+                 for row in report["rows"]]
+        console.print(make_table("mrimpute bench: medians; speed-up over the eager reference of the same case",
+                                 shown))
         machine = report["machine"]
         console.print(f"{machine['cpus']} CPUs, {machine['threads']} torch threads, torch {machine['torch']}, "
                       f"device {machine['device']}" + (f"; wrote {json_out}" if json_out else ""))

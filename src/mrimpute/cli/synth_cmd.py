@@ -26,6 +26,9 @@ def synth_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(0, min=0, help="Slices per forward pass (0: chosen from the slice size)."),
     threads: int = typer.Option(0, min=0, help="CPU threads (0: torch's default)."),
+    exact: bool = typer.Option(True, help="Crop each batch of slices to the brain grown by the network's receptive "
+                               "field: the whole slices' values to float rounding. --no-exact crops to the brain "
+                               "itself: about 1.5x faster, values near the brain's edge differ slightly."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
     dataset: Optional[Path] = typer.Option(
         None, help="Dataset mode: every subject of a BIDS (or plain/BraTS) dataset; --out is then the derivative "
@@ -54,7 +57,7 @@ def synth_command(
         single = {"--t1": t1, "--t1c": t1c, "--t2": t2, "--flair": flair, "--pd": pd, "--dwi": dwi,
                   "--target": target, "--out-dir": out_dir, "--axis": axis, "--views": views,
                   "--uncertainty": uncertainty, "--explain": explain, "--native-ref": native_ref,
-                  "--manifest": manifest}
+                  "--manifest": manifest, "--no-exact": None if exact else True}
         run_guarded(lambda: _dataset_job(dataset, [name for name, value in single.items() if value is not None],
                                          out, model, device, batch_size, threads, force, dry_run, jobs))
         return
@@ -87,7 +90,7 @@ def synth_command(
         with reporting() as reporter:
             result = synthesize(given, list(paths), model_path, device, batch_size, reporter, views=view_axes,
                                 merge=merge, uncertainty=uncertainty is not None, explain=explain is not None,
-                                lesion=lesion_mask)
+                                lesion=lesion_mask, exact=exact)
         written = (write_native_outputs(result.outputs, result.reference, paths, native, force) if native
                    else write_outputs(result, paths, force))
         written_maps = write_maps(result, maps, force)

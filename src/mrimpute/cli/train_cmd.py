@@ -21,7 +21,7 @@ def train_command(
     crop: int = typer.Option(96, min=8, help="Training crop size in pixels (a multiple of 4)."),
     width: float = typer.Option(1.0, min=0.05, help="Channel width multiplier (1 = the paper's model)."),
     latent: int = typer.Option(16, min=1, help="Latent channels."),
-    fusion: str = typer.Option("max", help="Fusion: max, mean, hemis or output-mean."),
+    fusion: str = typer.Option("max", help="Fusion: max, mean, hemis, output-mean or mean-max (learned per-channel mix of mean and max)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Random seed (runs with one seed are repeatable)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -41,6 +41,8 @@ def train_command(
                                         "--lesion-mask and add-lesion draws lesions."),
     lesion_masks: str = typer.Option("expert", help="With --lesion-channel: 'expert' (lesion.nii.gz), 'either' "
                                      "(else lesion_predicted.nii.gz) or 'predicted' (lesion_predicted first)."),
+    lesion_fraction: float = typer.Option(1 / 3, min=0.0, max=1.0, help="With --lesion-channel: the share of "
+                                          "training crops centred on a lesion voxel (the rest anywhere in the brain)."),
     init_from: Optional[Path] = typer.Option(None, help="With --lesion-channel: start from this trained model (the "
                                              "new channel's weights at zero), fine-tuning every part."),
     threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
@@ -72,7 +74,7 @@ def train_command(
             slice_axis=slice_axis, exclude=split(exclude), val_subjects=split(val_subjects), time_limit_min=time_limit,
             terms=LossTerms(c1=not no_c1, c2=not no_c2, c3=not no_c3), sample_c1_outputs=not full_c1,
             input_dropout=input_dropout, amp=amp, distributed=distributed, lesion_channel=lesion_channel,
-            lesion_source=lesion_masks)
+            lesion_source=lesion_masks, lesion_fraction=lesion_fraction)
         if init_from is not None and not lesion_channel:
             raise InputError("--init-from applies with --lesion-channel (to add a decoder or an encoder, use "
                              "train-decoder or train-encoder)")

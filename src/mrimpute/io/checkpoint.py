@@ -68,7 +68,8 @@ def write_model_card(model_path: Path, config: ModelConfig, metadata: dict) -> P
         f"| lesion channel | {config.lesion_channel} |",
     ]
     for key in ("package_version", "created", "normalisation", "training_subjects", "validation_subjects",
-                "train_settings", "epochs_run", "best_epoch", "training_seconds", "device", "validation"):
+                "train_settings", "epochs_run", "best_epoch", "training_seconds", "device", "validation",
+                "fusion_max_share"):
         if key in metadata:
             lines.append(f"| {key.replace('_', ' ')} | {metadata[key]} |")
     for section in metadata.get("card_sections", []):

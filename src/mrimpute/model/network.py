@@ -18,6 +18,7 @@ from .fast_ops import activate_into, empty_padded, fill_border, interior, replic
 # grid (a multiple of 4 from the slice's corner), gives the brain the values the whole slice gives it.
 RECEPTIVE_RADIUS = 31
 POOLING_GRID = 4
+HEAD_BIAS = 0.5  # the decoders' initial output bias
 
 
 def _channels(base: int, width: float) -> int:
@@ -132,6 +133,9 @@ class Decoder(nn.Module):
         self.block1 = nn.Sequential(_conv(latent, c), act, _conv(c, c), act)
         self.block2 = nn.Sequential(_conv(c + latent, c), act, _conv(c, c), act)
         self.head = nn.Sequential(_conv(2 * c + latent, 1, kernel=1), nn.ReLU())
+        # the output ReLU starts inside its active range (images are brain-mean normalised): with a bias near 0 a
+        # few early steps can push every output below 0, where no gradient reaches the decoder again
+        nn.init.constant_(self.head[0].bias, HEAD_BIAS)
 
     reference = False  # True: the plain layers
 
@@ -168,30 +172,43 @@ class Decoder(nn.Module):
         return torch.relu_(image + bias.view(1, -1, 1, 1))
 
 
-def fuse(latents: list[torch.Tensor], fusion: str) -> torch.Tensor:
-    """Combine single-input latents into one: pixel-wise max, mean, or HeMIS mean+variance.
+def fuse(latents: list[torch.Tensor], fusion: str, mix: torch.Tensor | None = None) -> torch.Tensor:
+    """Combine single-input latents into one: pixel-wise max, mean, HeMIS mean+variance, or mean-max (per latent
+    channel c, sigmoid(mix[c]) * max + (1 - sigmoid(mix[c])) * mean: the paper's suggested interpolation, learned).
 
     Pairwise, without a stacked copy (a max tie, which real-valued latents do not have, splits its gradient
     pairwise rather than evenly); one latent is its own max or mean.
     """
     if fusion == "hemis":
         return fuse_stacked(latents, fusion)
-    if fusion not in ("max", "mean", "output-mean"):
+    if fusion not in ("max", "mean", "output-mean", "mean-max"):
         raise ValueError(f"unknown fusion '{fusion}'")
     if len(latents) == 1:
         return latents[0]
     if fusion == "max":
         return functools.reduce(torch.maximum, latents)
-    return functools.reduce(torch.add, latents) / len(latents)
+    mean = functools.reduce(torch.add, latents) / len(latents)
+    if fusion == "mean-max":
+        return _mix(functools.reduce(torch.maximum, latents), mean, mix)
+    return mean
 
 
-def fuse_stacked(latents: list[torch.Tensor], fusion: str) -> torch.Tensor:
+def _mix(maximum: torch.Tensor, mean: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
+    if mix is None:
+        raise ValueError("mean-max fusion needs its learned mixing weights")
+    weight = torch.sigmoid(mix).view(1, -1, 1, 1).to(maximum.dtype)
+    return mean + weight * (maximum - mean)
+
+
+def fuse_stacked(latents: list[torch.Tensor], fusion: str, mix: torch.Tensor | None = None) -> torch.Tensor:
     """The plain form of fuse: stack the latents and reduce (the reference path; HeMIS always)."""
     stacked = torch.stack(latents, dim=0)
     if fusion == "max":
         return stacked.amax(dim=0)
     if fusion in ("mean", "output-mean"):
         return stacked.mean(dim=0)
+    if fusion == "mean-max":
+        return _mix(stacked.amax(dim=0), stacked.mean(dim=0), mix)
     if fusion == "hemis":
         return torch.cat([stacked.mean(dim=0), stacked.var(dim=0, unbiased=False)], dim=1)
     raise ValueError(f"unknown fusion '{fusion}'")
@@ -217,13 +234,15 @@ class SynthesisNet(nn.Module):
         in_channels = 2 if config.lesion_channel else 1
         self.encoders = nn.ModuleDict({m: Encoder(in_channels, config.encoder_latent, config.width) for m in config.inputs})
         self.decoders = nn.ModuleDict({m: Decoder(config.latent, config.width) for m in config.outputs})
+        if config.fusion == "mean-max":  # per latent channel, the logit of max's share (0: halfway to the mean)
+            self.fusion_mix = nn.Parameter(torch.zeros(config.latent))
 
     def encode(self, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Latent image of each given input (N, C, H, W) -> (N, L, H, W); each encoder runs once."""
         return {m: self.encoders[m](x) for m, x in images.items()}
 
     def fuse(self, latents: list[torch.Tensor]) -> torch.Tensor:
-        return (fuse_stacked if self.reference else fuse)(latents, self.config.fusion)
+        return (fuse_stacked if self.reference else fuse)(latents, self.config.fusion, getattr(self, "fusion_mix", None))
 
     def decode_fused(self, latents: list[torch.Tensor], output: str) -> torch.Tensor:
         """Decode the fusion of the given latents (output-mean decodes each latent and averages the images)."""

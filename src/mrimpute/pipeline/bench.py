@@ -4,9 +4,10 @@ eager reference measured in the same run, so that the speed-up is a ratio that s
 The reference is the straightforward loop: every slice of the volume whole (zero-padded at its end to a multiple
 of 4), batch 1, no crop, no channels_last, the network's plain layers (per-convolution replicate padding,
 nn.Upsample, concatenation, stacked fusion); for training, the full c1 (every latent decoded to every output).
-The fast path is what `mrimpute synth` and `mrimpute train` run; the exact-crop path is the fast synthesis on the
-brain's box grown by the network's receptive radius (the same results as the reference, to float rounding). Each
-case runs in a fresh process (peak resident memory per case), with a warm-up before its timed runs.
+The fast path is what `mrimpute synth` and `mrimpute train` run: for synthesis each batch of slices on its brain's
+box grown by the network's receptive radius (the reference's results, to float rounding); the tight path is
+`synth --no-exact`, each batch on its brain's box itself. Each case runs in a fresh process (peak resident memory
+per case), with a warm-up before its timed runs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..io.atomic import check_writable, write_atomically
 from ..io.checkpoint import load_checkpoint
 from ..io.nifti import load_volume
 from ..model.losses import SynthesisLoss, synthesis_loss
-from ..model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet, use_reference_layers
+from ..model.network import SynthesisNet, use_reference_layers
 from ..phantom import write_subject
 from .demo import SAMPLE_DIR
 from .device import autocast, choose_precision, grad_scaler, resolve_device, set_threads
@@ -46,11 +47,12 @@ from .train import Stepper, TrainSettings, train_step
 MODALITIES = ["t1", "t1c", "t2", "flair"]
 INPUTS = ("t1", "t1c", "t2")
 REQUESTS = {"3->1": ["flair"], "3->4": MODALITIES}  # t1+t1c+t2 -> flair, and -> every output of the model
-# reference: the plain eager loop; fast: what synth/train run; exact-crop: the fast synthesis on the brain's box
-# grown by the network's receptive radius on the pooling grid; plain-layers (--ablation): the fast loop with the
-# reference's layers
-PATH_LABELS = {"reference": "eager reference", "plain-layers": "fast loop, plain layers", "fast": "fast",
-               "exact-crop": "fast, exact crop"}
+# reference: the plain eager loop; fast: what synth/train run (synthesis: each batch of slices on its brain box
+# grown by the receptive radius, exact); tight: synth --no-exact, each batch on its brain box itself; full-c1: the
+# fast training step with the reference's exact c1 (every latent decoded to every output) instead of its sampled
+# estimate; plain-layers (--ablation): the fast loop with the reference's layers
+PATH_LABELS = {"reference": "reference", "plain-layers": "plain layers", "fast": "fast", "tight": "tight crop",
+               "full-c1": "fast, full c1"}
 
 
 @dataclass
@@ -72,6 +74,8 @@ class BenchSettings:
     amp: bool = True
     ablation: bool = False
     isolate: bool = True  # each case in a fresh process (peak memory per case)
+    kinds: tuple[str, ...] = ("synthesis", "training")  # which cases to run
+    requests: tuple[str, ...] = tuple(REQUESTS)  # synthesis cases of the first subject (the others: 3->1 only)
     quick: bool = False  # a seconds-long smoke run: a phantom subject, a tiny random model
 
 
@@ -108,16 +112,17 @@ def plan_cases(settings: BenchSettings, scratch: Path) -> list[dict]:
     each for every model; the reference path first."""
     folders = _subject_folders(settings, scratch)
     ablation = ["plain-layers"] if settings.ablation else []
-    common = {k: v for k, v in asdict(settings).items() if k not in ("data", "subjects", "models", "model_path")}
+    common = {k: v for k, v in asdict(settings).items()
+              if k not in ("data", "subjects", "models", "model_path", "kinds", "requests")}
     cases = []
     for model in settings.models:
         spec = _model_spec(model, settings)
-        for index, folder in enumerate(folders):
-            for request in (REQUESTS if index == 0 else ["3->1"]):
+        for index, folder in enumerate(folders if "synthesis" in settings.kinds else []):
+            for request in (settings.requests if index == 0 else ["3->1"]):
                 cases += [{**common, "kind": "synthesis", "subject": str(folder), "request": request, "model": spec,
-                           "path": path} for path in ["reference", *ablation, "fast", "exact-crop"]]
+                           "path": path} for path in ["reference", *ablation, "fast", "tight"]]
         cases += [{**common, "kind": "training", "subject": str(folders[0]), "model": spec, "path": path}
-                  for path in ["reference", *ablation, "fast"]]
+                  for path in ["reference", *ablation, "full-c1", "fast"] if "training" in settings.kinds]
     return cases
 
 
@@ -159,23 +164,6 @@ def reference_synthesis(model: SynthesisNet, inputs: dict[str, np.ndarray], mask
     return results
 
 
-def receptive_box_mask(mask: np.ndarray, axis: int) -> np.ndarray:
-    """A mask that makes synthesize_subsets crop each slice to the brain's box grown by RECEPTIVE_RADIUS, with
-    its corner on the pooling grid (the mask padded at its end to a multiple of POOLING_GRID, like the reference):
-    on that box every brain pixel gets what the whole slice gives it."""
-    padded = np.pad(mask, [(0, 0 if a == axis else (-n) % POOLING_GRID) for a, n in enumerate(mask.shape)])
-    box: list[slice] = [slice(None)] * 3
-    for a in (a for a in range(3) if a != axis):
-        present = np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))
-        low = max(0, (int(present[0]) - RECEPTIVE_RADIUS) // POOLING_GRID * POOLING_GRID)
-        high = -(-(int(present[-1]) + 1 + RECEPTIVE_RADIUS) // POOLING_GRID) * POOLING_GRID
-        box[a] = slice(low, min(padded.shape[a], high))
-    box[axis] = np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != axis)))
-    grown = np.zeros(padded.shape, dtype=bool)
-    grown[tuple(box)] = True
-    return grown
-
-
 def _timed(run, repeats: int, device: torch.device) -> tuple[list[float], list[float]]:
     """Wall and CPU seconds of each of `repeats` calls of run()."""
     walls, cpus = [], []
@@ -211,15 +199,11 @@ def _synthesis_case(case: dict, device: torch.device) -> dict:
     use_reference_layers(model, case["path"] == "plain-layers")
     precision = choose_precision(device, case["amp"])
     requests = [(INPUTS, t) for t in targets]
-    box_mask, loop_inputs = mask, inputs
-    if case["path"] == "exact-crop":
-        box_mask = receptive_box_mask(mask, axis)
-        loop_inputs = {m: np.pad(v, [(0, b - n) for n, b in zip(v.shape, box_mask.shape)]) for m, v in inputs.items()}
 
     def run() -> dict:
         with autocast(device, precision):
-            outputs = synthesize_subsets(model, loop_inputs, box_mask, requests, device, case["synth_batch"])
-        return {r: o[: mask.shape[0], : mask.shape[1], : mask.shape[2]] * mask for r, o in outputs.items()}
+            return synthesize_subsets(model, inputs, mask, requests, device, case["synth_batch"],
+                                      exact=case["path"] != "tight")
 
     outputs = run()  # warm-up
     walls, cpus = _timed(run, case["repeats"], device)
@@ -238,7 +222,8 @@ def _training_case(case: dict, device: torch.device) -> dict:
     loaded = load_subject(_subject(case["subject"]), MODALITIES)
     sampler = SliceSampler([loaded], MODALITIES, SLICE_AXES["axial"], case["crop"])
     settings = TrainSettings(data=Path(case["subject"]), inputs=MODALITIES, outputs=MODALITIES, out=Path("unused.pt"),
-                             batch_size=case["batch_size"], crop=case["crop"], width=config.width, amp=case["amp"])
+                             batch_size=case["batch_size"], crop=case["crop"], width=config.width, amp=case["amp"],
+                             sample_c1_outputs=case["path"] != "full-c1")
     torch.manual_seed(0)
     model = SynthesisNet(config).to(device)
     rng = np.random.default_rng(0)
@@ -299,13 +284,13 @@ def _run_isolated(case: dict) -> dict:
 
 def _label(case: dict, measured: dict) -> str:
     if case["kind"] == "training":
-        return f"training, batch {case['batch_size']} x {case['crop']}px crops"
+        return f"train {case['batch_size']}x{case['crop']}px"
     shape = "x".join(str(n) for n in measured["shape"])
-    return f"synthesis {shape}, t1+t1c+t2 -> " + ("flair" if case["request"] == "3->1" else "all 4")
+    return f"synth {shape} " + ("3->flair" if case["request"] == "3->1" else "3->all 4")
 
 
-def _model_label(spec: dict, width: float | None) -> str:
-    return f"{spec['name']} (width {width:g})" if width is not None else spec["name"]
+def _model_label(spec: dict, width: float) -> str:
+    return f"{spec['name']} w{width:g}"
 
 
 def _median_value(measured: dict, training: bool) -> float:
@@ -317,7 +302,7 @@ def _median_value(measured: dict, training: bool) -> float:
 def summarise(cases: list[dict], results: list[dict], widths: dict[str, float]) -> list[dict]:
     """One row per case and path: its median, its speed-up over the eager reference of the same case (in wall
     time, and in CPU time, which other load on the machine disturbs less), its peak memory, and the largest
-    in-brain difference of its synthesis from the reference's."""
+    in-brain difference of its synthesis from the reference's (max |diff|)."""
     references = {}
     for case, measured in zip(cases, results):
         if case["path"] == "reference":
@@ -331,8 +316,8 @@ def summarise(cases: list[dict], results: list[dict], widths: dict[str, float]) 
         rows.append({"case": _label(case, measured), "model": _model_label(case["model"], widths[case["model"]["name"]]),
                      "path": PATH_LABELS[case["path"]], "unit": "slices/s" if training else "s/volume",
                      "median": value, "speed-up": value / base if training else base / value,
-                     "speed-up in CPU time": cpu, "peak MB": measured["peak_rss_mb"],
-                     "max |x - reference|": measured.get("max_abs_diff")})
+                     "speed-up CPU": cpu, "peak MB": measured["peak_rss_mb"],
+                     "max |diff|": measured.get("max_abs_diff")})
     return rows
 
 
@@ -350,6 +335,10 @@ def run_bench(settings: BenchSettings, reporter: Reporter | None = None, json_pa
     check_json_output(json_path, force)
     if settings.repeats < 1 or settings.train_steps < 1:
         raise InputError("--repeats and --train-steps must be at least 1")
+    if not settings.requests or set(settings.requests) - set(REQUESTS):
+        raise InputError(f"--requests {','.join(settings.requests)}: give {' and/or '.join(REQUESTS)}")
+    if not settings.kinds or set(settings.kinds) - {"synthesis", "training"}:
+        raise InputError(f"--only {','.join(settings.kinds)}: give synthesis, training or both")
     with tempfile.TemporaryDirectory(prefix="mrimpute-bench-") as scratch:
         cases = plan_cases(settings, Path(scratch))
         widths = {name: _model_config(_model_spec(name, settings)).width for name in settings.models}

@@ -15,6 +15,7 @@ METRICS: tuple[str, ...] = ("mse", "psnr", "ssim")
 TABLE_METRICS: tuple[str, ...] = ("ssim", "psnr", "mse")
 ALPHA = 0.05
 POOLED = "pooled"
+ALL_TARGETS = "all"  # the target column of a row pooled over every target
 
 Key = tuple[str, str, str]  # target, subset, subject
 
@@ -69,16 +70,23 @@ Group = tuple[str, str, list[Key], str | None]  # target, subset (or pool), keys
 
 def _groups(reference: dict[Key, dict], others: list[tuple[str, dict[Key, dict]]]) -> list[Group]:
     """(target, subset, keys, None) per subset of the reference run, then per target and other run the pool of the
-    (subset, subject) pairs both scored, when it spans several subsets: (target, 'pooled', keys, run label)."""
+    (subset, subject) pairs both scored, when it spans several subsets: (target, 'pooled', keys, run label), and per
+    other run the pool over every target ('all'), when both scored several targets (the Wilcoxon test then asks
+    whether one run is better across targets; the means mix the targets' scales)."""
     groups: dict[tuple[str, str], list[Key]] = {}
     for key in reference:
         groups.setdefault(key[:2], []).append(key)
     result: list[Group] = [(target, subset, keys, None) for (target, subset), keys in groups.items()]
+    name = (lambda label: f"{POOLED} ({label})") if len(others) > 1 else (lambda label: POOLED)
     for target in dict.fromkeys(key[0] for key in reference):
         for label, run in others:
             pooled = [k for k in reference if k[0] == target and k in run]
             if len({k[1] for k in pooled}) > 1:
-                result.append((target, f"{POOLED} ({label})" if len(others) > 1 else POOLED, pooled, label))
+                result.append((target, name(label), pooled, label))
+    for label, run in others:  # every (target, subset, subject) both scored, when that spans several targets
+        shared = [k for k in reference if k in run]
+        if len({k[0] for k in shared}) > 1:
+            result.append((ALL_TARGETS, name(label), shared, label))
     return result
 
 

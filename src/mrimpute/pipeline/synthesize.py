@@ -11,14 +11,14 @@ import numpy as np
 import torch
 
 from ..config import SLICE_AXES
-from ..data.intensity import bounding_box, crop_padded, foreground_mask, normalise, uncrop
+from ..data.intensity import bounding_box, crop_padded, foreground_mask, normalise, paste
 from ..data.lesions import load_lesion_mask
 from ..errors import CheckpointError, InputError, OutputError
 from ..io.atomic import check_writable, refuse_overwrite
 from ..io.checkpoint import load_checkpoint
 from ..io.nifti import Volume, check_same_grid, load_volume, save_like
 from ..modalities import KNOWN_MODALITIES, canonical_modality
-from ..model.network import SynthesisNet
+from ..model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet
 from .device import resolve_device
 from .latent_maps import check_explainable, decoding_spread, fusion_winner
 from .model_loading import load_model
@@ -107,54 +107,75 @@ def _batch_products(model: SynthesisNet, latents: dict[str, torch.Tensor],
     return values
 
 
+def plane_box(mask: np.ndarray, exact: bool) -> list[slice]:
+    """The in-plane crop of a run of slices (mask: slices, height, width), for all three axes.
+
+    exact: the brain's box grown by the network's receptive radius, its corner on the pooling grid from the slice's
+    corner and its far side within the slice padded to the grid, so that every brain pixel gets what the whole slice
+    gives it (to float rounding); otherwise the brain's box itself, grown to a multiple of 4 (brain pixels within
+    the receptive radius of its edge then differ from the whole slice's values: replicate padding at the box's edge).
+    """
+    if not exact:
+        return bounding_box(mask, (1, 2), multiple=POOLING_GRID)
+    box = [slice(0, mask.shape[0])]
+    for axis in (1, 2):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        low = max(0, (int(present[0]) - RECEPTIVE_RADIUS) // POOLING_GRID * POOLING_GRID)
+        high = -(-(int(present[-1]) + 1 + RECEPTIVE_RADIUS) // POOLING_GRID) * POOLING_GRID
+        box.append(slice(low, min(high, -(-mask.shape[axis] // POOLING_GRID) * POOLING_GRID)))
+    return box
+
+
 @torch.inference_mode()
 def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, products: list[Product],
                         device: torch.device, batch_size: int = 0, reporter: Reporter | None = None,
-                        axis: str | None = None, lesion: np.ndarray | None = None) -> dict[Product, np.ndarray]:
-    """Compute each product slice by slice along `axis` (default: the model's own) over the brain's bounding box.
+                        axis: str | None = None, lesion: np.ndarray | None = None,
+                        exact: bool = True) -> dict[Product, np.ndarray]:
+    """Compute each product slice by slice along `axis` (default: the model's own), over the slices with brain.
 
-    Each input's encoder runs once per batch of slices, however many subsets, targets and maps are asked for;
-    background stays zero. A lesion-aware model gets `lesion` (binary, RAS+; none: no lesion) as every input's
-    second channel.
+    Each batch of slices is cropped to its own brain box (see plane_box: exact, the default, gives the whole
+    slice's values to float rounding). Each input's encoder runs once per batch, however many subsets, targets and
+    maps are asked for; background stays zero. A lesion-aware model gets `lesion` (binary, RAS+; none: no lesion)
+    as every input's second channel.
     """
     reporter = reporter or Reporter()
     axis_name = axis or model.config.slice_axis
     axis_index = SLICE_AXES[axis_name]
-    in_plane = tuple(a for a in range(3) if a != axis_index)
-    box = bounding_box(mask, in_plane, multiple=4)
-    present = np.flatnonzero(mask.any(axis=in_plane))
+    stacked_mask = np.moveaxis(mask, axis_index, 0)
+    present = np.flatnonzero(stacked_mask.reshape(stacked_mask.shape[0], -1).any(axis=1))
+    results = {p: np.zeros(stacked_mask.shape, dtype=PRODUCT_TYPES[p.kind]) for p in products}
     if present.size == 0:
-        return {p: np.zeros(mask.shape, dtype=PRODUCT_TYPES[p.kind]) for p in products}
-    box[axis_index] = slice(int(present[0]), int(present[-1]) + 1)
+        return {p: np.moveaxis(r, 0, axis_index) for p, r in results.items()}
     needed = sorted({m for p in products for m in p.subset})
     if lesion is not None and not model.config.lesion_channel:
         raise ValueError("a lesion mask was given to a model without a lesion channel")
     planes = [np.zeros(mask.shape, np.float32) if lesion is None else lesion.astype(np.float32)] \
         if model.config.lesion_channel else []
-    stacks = {m: np.stack([np.moveaxis(crop_padded(v, box), axis_index, 0) for v in [inputs[m], *planes]], axis=1)
-              for m in needed}  # slices, channels, height, width
-    count, _, height, width = next(iter(stacks.values())).shape
-    step = batch_size or auto_batch_size(height, width)
-    results = {p: np.zeros((count, height, width), dtype=PRODUCT_TYPES[p.kind]) for p in products}
-    reporter.start("synthesising" if axis_name == model.config.slice_axis else f"synthesising ({axis_name})", count)
-    for start in range(0, count, step):
-        images = {m: torch.from_numpy(np.ascontiguousarray(s[start : start + step])).to(device)
-                  .contiguous(memory_format=torch.channels_last) for m, s in stacks.items()}
+    channels = {m: [np.moveaxis(v, axis_index, 0) for v in [inputs[m], *planes]] for m in needed}
+    first, last = int(present[0]), int(present[-1]) + 1
+    whole = plane_box(stacked_mask[first:last], exact)
+    step = batch_size or auto_batch_size(whole[1].stop - whole[1].start, whole[2].stop - whole[2].start)
+    reporter.start("synthesising" if axis_name == model.config.slice_axis else f"synthesising ({axis_name})",
+                   last - first)
+    for start in range(first, last, step):
+        run = slice(start, min(start + step, last))
+        box = plane_box(stacked_mask[run], exact)
+        images = {m: torch.from_numpy(np.ascontiguousarray(np.stack([crop_padded(c[run], box) for c in arrays], axis=1)))
+                  .to(device).contiguous(memory_format=torch.channels_last) for m, arrays in channels.items()}
         for product, value in _batch_products(model, model.encode(images), products).items():
-            results[product][start : start + step] = value.cpu().numpy()
-        reporter.advance(min(step, count - start))
+            paste(value.cpu().numpy(), box, results[product][run])
+        reporter.advance(run.stop - run.start)
     reporter.finish()
-    return {p: np.where(mask, uncrop(np.moveaxis(r, 0, axis_index), box, mask.shape), 0).astype(r.dtype)
-            for p, r in results.items()}
+    return {p: np.where(mask, np.moveaxis(r, 0, axis_index), 0).astype(r.dtype) for p, r in results.items()}
 
 
 def synthesize_subsets(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray,
                        requests: list[tuple[tuple[str, ...], str]], device: torch.device, batch_size: int = 0,
-                       reporter: Reporter | None = None, axis: str | None = None
+                       reporter: Reporter | None = None, axis: str | None = None, exact: bool = True
                        ) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
     """Synthesise each (input subset, target) request; each input encoded once per batch of slices."""
     products = [Product("synthesis", subset, target) for subset, target in requests]
-    results = synthesize_products(model, inputs, mask, products, device, batch_size, reporter, axis)
+    results = synthesize_products(model, inputs, mask, products, device, batch_size, reporter, axis, exact=exact)
     return {(p.subset, p.target): results[p] for p in products}
 
 
@@ -169,13 +190,14 @@ def synthesize_arrays(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: 
 def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | None = None, device: str = "auto",
                batch_size: int = 0, reporter: Reporter | None = None, views: list[str] | None = None,
                merge: str = "mean", uncertainty: bool = False, explain: bool = False,
-               lesion: np.ndarray | Path | None = None) -> SynthesisResult:
+               lesion: np.ndarray | Path | None = None, exact: bool = True) -> SynthesisResult:
     """Load and check the inputs, synthesise the targets, and return them with the reference input.
 
     views: slice axes to synthesise along, merged voxel-wise by `merge` (default: the model's own axis);
     uncertainty: also the spread of the single-input and fused decodings of each target; explain: also which
     input wins the max fusion in most latent channels; lesion: a lesion mask (array on the inputs' grid, or a
-    file) for a lesion-aware model, drawn into the synthesis.
+    file) for a lesion-aware model, drawn into the synthesis; exact: False crops each batch of slices to the
+    brain's box itself (faster; see plane_box).
     """
     torch_device = resolve_device(device)
     model, _ = load_model(model_path, torch_device)
@@ -201,7 +223,7 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
         ([Product("explain", subset)] if explain else [])
     views = views or [config.slice_axis]
     results = merge_views([synthesize_products(model, normalised, mask, products, torch_device, batch_size, reporter,
-                                               axis, lesion) for axis in views], merge)
+                                               axis, lesion, exact) for axis in views], merge)
     return SynthesisResult(outputs={t: results[Product("synthesis", subset, t)] for t in targets}, mask=mask,
                            reference=volumes[ordered[0]], factors=factors,
                            input_paths=[v.path for v in volumes.values()],

@@ -58,6 +58,7 @@ class TrainSettings:
     input_dropout: bool = False
     lesion_channel: bool = False  # feed each subject's lesion mask to every encoder as a second channel
     lesion_source: str = "expert"  # which mask: expert (lesion), either (else lesion_predicted), predicted
+    lesion_fraction: float = 1 / 3  # with lesion_channel: the share of training crops centred on a lesion voxel
     amp: bool = True  # mixed precision on CUDA (bfloat16, or float16 with loss scaling); the CPU stays float32
     distributed: bool = False  # join torchrun's process group (also when WORLD_SIZE > 1)
 
@@ -226,7 +227,8 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, warm_start:
                      f"validating on {', '.join(s.name for s in val_subjects) or 'training crops (no validation subject)'}")
     loaded = [load_subject(s, modalities, lesions) for s in train_subjects]
     axis = SLICE_AXES[settings.slice_axis]
-    sampler = SliceSampler(loaded, modalities, axis, settings.crop, lesion=lesions is not None)
+    sampler = SliceSampler(loaded, modalities, axis, settings.crop, lesion=lesions is not None,
+                           lesion_fraction=settings.lesion_fraction)
     val_sampler = SliceSampler([load_subject(s, modalities, lesions) for s in val_subjects], modalities, axis,
                                settings.crop, lesion=lesions is not None) \
         if val_subjects else sampler
@@ -279,6 +281,8 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, warm_start:
                         best_epoch=state["best_epoch"], training_seconds=round(state["seconds"], 1))
         if improved:
             metadata["validation"] = {k: round(v, 5) for k, v in val.items()}
+            if config.fusion == "mean-max":  # the learnt share of max in each latent channel's fusion
+                metadata["fusion_max_share"] = [round(float(v), 3) for v in torch.sigmoid(model.fusion_mix.detach())]
         if world.main:  # rank 0 alone writes
             if improved:
                 save_checkpoint(settings.out, config, model.state_dict(), dict(metadata))
