@@ -48,3 +48,15 @@ def test_subsets_share_one_encoding_and_match_separate_runs(tmp_path: Path, rand
 def test_auto_batch_size() -> None:
     assert auto_batch_size(240, 240) == (1 << 20) // (240 * 240)
     assert auto_batch_size(8, 8) == 64 and auto_batch_size(5000, 5000) == 1
+
+
+def test_batches_without_brain_between_parts_of_the_mask_are_skipped(tmp_path: Path, random_model: Path) -> None:
+    model, _ = load_model(random_model, torch.device("cpu"))
+    paths = write_subject(tmp_path / "s")
+    inputs, mask, _ = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
+    gapped = mask.copy()
+    gapped[:, :, 3:9] = False  # brain in slices 0-2 and 9-11 only
+    for exact in (True, False):
+        out = synthesize_subsets(model, inputs, gapped, [(("t1", "t2"), "flair")], torch.device("cpu"), batch_size=2,
+                                 exact=exact)[(("t1", "t2"), "flair")]
+        assert np.all(out[:, :, 3:9] == 0) and np.all(out[~gapped] == 0) and out[gapped].mean() > 0

@@ -159,6 +159,9 @@ def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask
                    last - first)
     for start in range(first, last, step):
         run = slice(start, min(start + step, last))
+        if not stacked_mask[run].any():  # a gap between parts of the brain: nothing to compute
+            reporter.advance(run.stop - run.start)
+            continue
         box = plane_box(stacked_mask[run], exact)
         images = {m: torch.from_numpy(np.ascontiguousarray(np.stack([crop_padded(c[run], box) for c in arrays], axis=1)))
                   .to(device).contiguous(memory_format=torch.channels_last) for m, arrays in channels.items()}
