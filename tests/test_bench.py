@@ -61,3 +61,12 @@ def test_only_chooses_the_kinds_of_case(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "--only inference" in result.output
     result = CliRunner().invoke(app, ["bench", "--quick", "--no-isolate", "--requests", "2->1"])
     assert result.exit_code == 1 and "--requests 2->1" in result.output
+
+
+def test_profile_shows_where_the_fast_synthesis_spends_its_time() -> None:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["bench", "--quick", "--profile", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "in this process" in text and "operators by CPU time" in text and "convolution" in text
+    refused = CliRunner().invoke(app, ["bench", "--quick", "--profile", "--only", "training"])
+    assert refused.exit_code == 1 and "--profile profiles a synthesis case" in refused.output

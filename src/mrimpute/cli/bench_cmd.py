@@ -34,13 +34,16 @@ def bench_command(
     requests: str = typer.Option("3->1,3->4", help="Synthesis cases of the first subject: 3->1 (T1+T1c+T2 -> FLAIR) "
                                                    "and/or 3->4 (-> all four); the other subjects: 3->1."),
     quick: bool = typer.Option(False, help="A seconds-long smoke run on a phantom subject and a tiny random model."),
+    profile: bool = typer.Option(False, help="Instead: time the first synthesis case's fast path once in this "
+                                             "process and show where its CPU time goes (torch.profiler)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report (rows, raw runs) as JSON."),
     force: bool = typer.Option(False, help="Overwrite an existing --json file."),
 ) -> None:
     """Time synthesis (s/volume) and training (slices/s) against a plain eager reference, with peak memory."""
 
     def job() -> None:
-        from ..pipeline.bench import BenchSettings, quick_settings, run_bench
+        from ..errors import InputError
+        from ..pipeline.bench import BenchSettings, profile_synthesis, quick_settings, run_bench
 
         split = [s.strip() for s in subjects.split(",") if s.strip()]
         chosen = [m.strip() for m in models.split(",") if m.strip()]
@@ -53,6 +56,13 @@ def bench_command(
                                                                                "isolate", "synth_batch", "kinds",
                                                                                "requests")}) \
             if quick else BenchSettings(**options)
+        if profile:
+            if json_out is not None:
+                raise InputError(f"{json_out}: --profile prints its table only; leave out --json")
+            found = profile_synthesis(settings)
+            console.print(make_table(f"{found['case']}: {found['seconds']:.2f} s in this process, "
+                                     f"{found['threads']} threads; operators by CPU time", found["ops"]))
+            return
         with reporting() as reporter:
             report = run_bench(settings, reporter, json_out, force)
         shown = [{k: (f"{v:.3g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()}

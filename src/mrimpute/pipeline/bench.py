@@ -177,10 +177,46 @@ def _timed(run, repeats: int, device: torch.device) -> tuple[list[float], list[f
     return walls, cpus
 
 
-def _synthesis_case(case: dict, device: torch.device) -> dict:
+def _normalised_inputs(case: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
     subject = _subject(case["subject"])
-    volumes = {m: load_volume(subject.files[m]) for m in INPUTS}
-    inputs, mask, _ = normalise_inputs({m: v.data for m, v in volumes.items()})
+    inputs, mask, _ = normalise_inputs({m: load_volume(subject.files[m]).data for m in INPUTS})
+    return inputs, mask
+
+
+def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
+    """The first synthesis case's fast path (what synth runs; --no-exact's crop with exact=False) timed once in
+    this process after a warm-up, then run once under torch.profiler: its wall seconds and the operators with the
+    most CPU time (share of the profiled CPU time, calls)."""
+    set_threads(settings.threads)
+    device = resolve_device(settings.device)
+    with tempfile.TemporaryDirectory(prefix="mrimpute-profile-") as scratch:
+        cases = [c for c in plan_cases(settings, Path(scratch)) if c["kind"] == "synthesis" and c["path"] == "fast"]
+        if not cases:
+            raise InputError("--profile profiles a synthesis case: leave out --only training")
+        case = cases[0]
+        inputs, mask = _normalised_inputs(case)
+    model = _build_model(case["model"], device)
+    requests = [(INPUTS, t) for t in REQUESTS[case["request"]]]
+    precision = choose_precision(device, case["amp"])
+
+    def run() -> None:
+        with autocast(device, precision):
+            synthesize_subsets(model, inputs, mask, requests, device, case["synth_batch"])
+
+    run()  # warm-up
+    seconds = _timed(run, 1, device)[0][0]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        run()
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    ops = [{"operator": e.key, "self CPU %": f"{100 * e.self_cpu_time_total / total:.1f}", "calls": e.count}
+           for e in events[:top]]
+    label = f"{_label(case, {'shape': list(mask.shape)})}, {_model_label(case['model'], model.config.width)}"
+    return {"case": label, "seconds": seconds, "threads": torch.get_num_threads(), "ops": ops}
+
+
+def _synthesis_case(case: dict, device: torch.device) -> dict:
+    inputs, mask = _normalised_inputs(case)
     axis = SLICE_AXES["axial"]
     targets = REQUESTS[case["request"]]
     count = mask.shape[axis]
