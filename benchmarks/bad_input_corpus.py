@@ -82,6 +82,8 @@ def checksums(*roots: Path) -> dict[str, str]:
                     entries[str(path)] = "-> " + os.readlink(path)
                 elif path.is_dir():
                     entries[str(path)] = "<dir>"
+                elif not path.is_file():  # a FIFO or device: never open it
+                    entries[str(path)] = "<special>"
                 else:
                     entries[str(path)] = sha256(path)
     return entries
@@ -126,7 +128,7 @@ def simulate_full_disk(setattr_: Callable[[object, str, object], None]) -> None:
     """
     from mrimpute.io import atomic
 
-    def fail_after_writing(tmp, path):
+    def fail_after_writing(tmp, path, *args, **kwargs):
         # the writer has already written tmp; failing here, not by replacing write_atomically itself, also covers
         # modules that imported write_atomically by name (even ones first imported while the patch is active)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -151,6 +153,7 @@ class Bad:
     offender: Path  # the file (or folder, or model) the message must name
     problem: str  # regex (case-insensitive) the message must match once paths are removed
     full_disk: bool = False  # run with writes failing (see simulate_full_disk / _full_disk_preexec)
+    model: Path | None = None  # a model of the case's own instead of the corpus model
 
 
 @dataclass
@@ -267,13 +270,19 @@ def existing_output(root, subject, model):
 
 
 def output_folder_missing(root, subject, model):
-    out = root / "nowhere" / "flair.nii.gz"
-    return Bad(["--t1", subject["t1"], "--t2", subject["t2"], "--out", out], out, r"does not exist|no such")
+    """A missing output folder is created (issue 18), but not where a file stands in its way."""
+    blocker = root / "out" / "a_file"
+    blocker.write_bytes(b"not a folder")
+    out = blocker / "flair.nii.gz"
+    return Bad(["--t1", subject["t1"], "--t2", subject["t2"], "--out", out], blocker, r"cannot create.*is a file")
 
 
 def out_dir_missing(root, subject, model):
-    out_dir = root / "nowhere"
-    return Bad(["--t1", subject["t1"], "--t2", subject["t2"], "--out-dir", out_dir], out_dir, r"does not exist|no such")
+    """As above, for --out-dir: a folder inside a file cannot be created."""
+    blocker = root / "out" / "a_file"
+    blocker.write_bytes(b"not a folder")
+    out_dir = blocker / "imputed"
+    return Bad(["--t1", subject["t1"], "--t2", subject["t2"], "--out-dir", out_dir], out_dir, r"cannot create.*is a file")
 
 
 def output_folder_read_only(root, subject, model):
@@ -321,6 +330,209 @@ def disk_full(root, subject, model):
     return bad
 
 
+# --------------------------------------------------------------------------------------------- issue 17 cases
+
+
+def _bad_dir(root: Path) -> Path:
+    folder = root / "bad"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def header_only(path: Path, shape: tuple[int, ...], dtype: type = np.float32, payload: bytes = b"") -> Path:
+    """A NIfTI-1 file that declares shape/dtype in its header but holds only `payload` after it (gzip for .gz)."""
+    import gzip
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_data_offset(352)
+    header.set_qform(oblique_affine(), code=1)
+    header.set_sform(oblique_affine(), code=2)
+    content = header.binaryblock + b"\0" * 4 + payload
+    path.write_bytes(gzip.compress(content) if path.name.endswith(".gz") else content)
+    return path
+
+
+def edited_header(path: Path, offset: int, fmt: str, value: float) -> Path:
+    """The phantom T1 as uncompressed NIfTI with one header field overwritten (little-endian struct format)."""
+    import struct
+
+    save_nifti(path, t1_data())
+    content = bytearray(path.read_bytes())
+    content[offset:offset + struct.calcsize(fmt)] = struct.pack("<" + fmt, value)
+    path.write_bytes(bytes(content))
+    return path
+
+
+def bomb_1000_cubed(root, subject, model):
+    bad = header_only(_bad_dir(root) / "t1.nii", (1000, 1000, 1000))
+    return _standard(root, subject, t1=bad, problem=r"2\^28|voxels")
+
+
+def bomb_30000_cubed(root, subject, model):
+    bad = header_only(_bad_dir(root) / "t1.nii.gz", (30000, 30000, 30000))
+    return _standard(root, subject, t1=bad, problem=r"1024 voxels per axis")
+
+
+def bomb_gzip_1024_cubed(root, subject, model):
+    bad = header_only(_bad_dir(root) / "t1.nii.gz", (1024, 1024, 1024), payload=bytes(4 << 20))
+    return _standard(root, subject, t1=bad, problem=r"2\^28|voxels")
+
+
+def shorter_than_declared(root, subject, model):
+    bad = save_nifti(_bad_dir(root) / "t1.nii", t1_data())
+    bad.write_bytes(bad.read_bytes()[:-1000])
+    return _standard(root, subject, t1=bad, problem=r"shorter")
+
+
+def five_axes(root, subject, model):
+    bad = header_only(_bad_dir(root) / "t1.nii.gz", (40, 36, 12, 2, 2))
+    return _standard(root, subject, t1=bad, problem=r"3d")
+
+
+def dim0_eight(root, subject, model):
+    bad = edited_header(_bad_dir(root) / "t1.nii", 40, "h", 8)
+    return _standard(root, subject, t1=bad, problem=r"header")
+
+
+def bool_datatype(root, subject, model):
+    bad = edited_header(_bad_dir(root) / "t1.nii", 70, "h", 1)
+    return _standard(root, subject, t1=bad, problem=r"header")
+
+
+def datatype_9999(root, subject, model):
+    bad = edited_header(_bad_dir(root) / "t1.nii", 70, "h", 9999)
+    return _standard(root, subject, t1=bad, problem=r"header")
+
+
+def nan_scl_inter(root, subject, model):
+    bad = edited_header(_bad_dir(root) / "t1.nii", 116, "f", float("nan"))
+    return _standard(root, subject, t1=bad, problem=r"header")
+
+
+def negative_scl_slope(root, subject, model):
+    bad = edited_header(_bad_dir(root) / "t1.nii", 112, "f", -1.0)
+    return _standard(root, subject, t1=bad, problem=r"negative scl_slope")
+
+
+def uint64_near_2_63(root, subject, model):
+    values = np.round(t1_data() / t1_data().max() * 1000).astype(np.uint64) + np.uint64(2**63 - 2000)
+    image = nib.Nifti1Image(values, oblique_affine(), dtype=np.uint64)
+    image.set_qform(oblique_affine(), code=1)
+    image.set_sform(oblique_affine(), code=2)
+    bad = _bad_dir(root) / "t1.nii.gz"
+    nib.save(image, bad)
+    assert nib.load(bad).get_data_dtype() == np.uint64
+    return _standard(root, subject, t1=bad, problem=r"outside the 32-bit range")
+
+
+def tiny_volume(size: int) -> Callable:
+    def build(root, subject, model):
+        bad = save_nifti(_bad_dir(root) / "t1.nii.gz", np.ones((size,) * 3, dtype=np.float32))
+        return _standard(root, subject, t1=bad, problem=r"too small")
+    return build
+
+
+def one_voxel_brain(root, subject, model):
+    volume = np.zeros_like(t1_data())
+    volume[20, 18, 6] = 100.0
+    bad = save_nifti(_bad_dir(root) / "t1.nii.gz", volume)
+    return _standard(root, subject, t1=bad, problem=r"1 nonzero voxels.*64")
+
+
+def fifo_input(root, subject, model):
+    if not hasattr(os, "mkfifo"):
+        raise Skip("no FIFOs on this system")
+    bad = _bad_dir(root) / "t1.nii.gz"
+    os.mkfifo(bad)
+    return _standard(root, subject, t1=bad, problem=r"not a regular file")
+
+
+def device_input(root, subject, model):
+    if not Path("/dev/zero").exists():
+        raise Skip("no /dev/zero on this system")
+    return _standard(root, subject, t1=Path("/dev/zero"), problem=r"not a regular file")
+
+
+def _edited_model(root: Path, name: str, edit: Callable[[dict], None]) -> Path:
+    import torch
+
+    path = _bad_dir(root) / name
+    payload = torch.load(build_random_model(path), map_location="cpu", weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    return path
+
+
+def model_case(name: str, edit: Callable[[dict], None], problem: str) -> Callable:
+    def build(root, subject, model):
+        bad_model = _edited_model(root, name, edit)
+        bad = _standard(root, subject, offender=bad_model, problem=problem)
+        bad.model = bad_model
+        return bad
+    return build
+
+
+def _nan_weight(payload: dict) -> None:
+    first = next(iter(payload["state_dict"]))
+    payload["state_dict"][first].view(-1)[:3] = float("nan")
+
+
+def dangling_symlink_output(root, subject, model):
+    out = root / "out" / "flair.nii.gz"
+    os.symlink(root / "nowhere" / "flair.nii.gz", out)
+    return _standard(root, subject, offender=out, problem=r"exists|--force")
+
+
+def output_extension(name: str) -> Callable:
+    def build(root, subject, model):
+        out = root / "out" / name
+        return Bad(["--t1", subject["t1"], "--t2", subject["t2"], "--out", out, "--target", "flair"], out,
+                   r"\.nii or \.nii\.gz")
+    return build
+
+
+def too_many_threads(root, subject, model):
+    return _standard(root, subject, offender=Path("--threads 10000"), problem=r"at most 256",
+                     extra=["--threads", "10000"])
+
+
+ISSUE_17_CASES = [
+    Case("header-bomb-1000-cubed", bomb_1000_cubed),
+    Case("header-bomb-30000-cubed", bomb_30000_cubed),
+    Case("header-bomb-gzip-1024-cubed", bomb_gzip_1024_cubed),
+    Case("file-shorter-than-header", shorter_than_declared),
+    Case("five-axes", five_axes),
+    Case("header-dim0-8", dim0_eight),
+    Case("header-bool-datatype", bool_datatype),
+    Case("header-datatype-9999", datatype_9999),
+    Case("header-nan-scl-inter", nan_scl_inter),
+    Case("negative-scl-slope", negative_scl_slope),
+    Case("uint64-near-2^63", uint64_near_2_63),
+    Case("volume-1x1x1", tiny_volume(1)),
+    Case("volume-2x2x2", tiny_volume(2)),
+    Case("one-voxel-brain", one_voxel_brain),
+    Case("fifo-input", fifo_input),
+    Case("dev-zero-input", device_input),
+    Case("model-nan-weights", model_case("nan.pt", _nan_weight, r"tensor '[^']+' holds 3 NaN")),
+    Case("model-format-version-string", model_case(
+        "version.pt", lambda p: p.update(format_version="1"), r"format_version is a str")),
+    Case("model-no-config", model_case("noconfig.pt", lambda p: p.pop("config"), r"config is missing")),
+    Case("model-config-string", model_case(
+        "strconfig.pt", lambda p: p.update(config="t1->flair"), r"config is a str")),
+    Case("model-metadata-string", model_case(
+        "strmeta.pt", lambda p: p.update(metadata="none"), r"metadata is a str")),
+    Case("output-dangling-symlink", dangling_symlink_output),
+    Case("output-extension-txt", output_extension("flair.txt")),
+    Case("output-extension-img", output_extension("flair.img")),
+    Case("output-extension-hdr", output_extension("flair.hdr")),
+    Case("output-extension-mgz", output_extension("flair.mgz")),
+    Case("output-no-extension", output_extension("flair")),
+    Case("threads-10000", too_many_threads),
+]
+
+
 CASES = [
     Case("truncated-gzip", truncated_gzip),
     Case("not-nifti", not_nifti),
@@ -343,6 +555,7 @@ CASES = [
     Case("output-is-an-input", output_is_an_input),
     Case("symlink-loop", symlink_loop),
     Case("disk-full", disk_full),
+    *ISSUE_17_CASES,
 ]
 
 
@@ -399,7 +612,8 @@ def run_case(case: Case, workdir: Path, model: Path, timeout: float = 300) -> Ou
         before = checksums(root, model)
         out_before = sorted(os.listdir(root / "out"))
         env = dict(os.environ, COLUMNS="200", NO_COLOR="1", TERM="dumb")
-        done = subprocess.run([*mrimpute_command(), "synth", *(str(a) for a in bad.args), "--model", str(model)],
+        done = subprocess.run([*mrimpute_command(), "synth", *(str(a) for a in bad.args),
+                               "--model", str(bad.model or model)],
                               capture_output=True, text=True, env=env, timeout=timeout,
                               preexec_fn=_full_disk_preexec if bad.full_disk else None)
         after = checksums(root, model)

@@ -61,7 +61,7 @@ def test_bad_input_is_refused_cleanly(case: Case, subject: dict[str, Path], rand
         with pytest.MonkeyPatch.context() as patch:
             if bad.full_disk:
                 simulate_full_disk(patch.setattr)
-            code, stderr, crash = run_synth(*bad.args, "--model", random_model)
+            code, stderr, crash = run_synth(*bad.args, "--model", bad.model or random_model)
         after = checksums(tmp_path, random_model)
     finally:
         release_folder(tmp_path / "out")  # chattr -i (if root made it immutable) and chmod 755

@@ -102,7 +102,8 @@ def test_volume_loop_matches_plain_eager_loop(tmp_path: Path) -> None:
     """synthesize_subsets (batches, channels_last, skipped empty slices, fast layers) against the plain loop
     (every slice, batch 1, plain layers), on a mask that fills its slices' plane so that no crop is involved."""
     paths = write_subject(tmp_path / "s", shape=(24, 20, 9))
-    inputs, _, _ = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
+    prepared = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
+    inputs, _ = prepared.volumes, prepared.mask
     mask = np.zeros(inputs["t1"].shape, dtype=bool)
     mask[:, :, 2:7] = True
     model = _model(0.25).eval()
@@ -156,8 +157,9 @@ def test_exact_crop_gives_the_whole_slices_values_with_the_shipped_model() -> No
     differ near the brain's edge, which shows the comparison can see a crop."""
     from mrimpute.pipeline.demo import SAMPLE_DIR
 
-    inputs, mask, _ = normalise_inputs({m: load_volume(SAMPLE_DIR / f"{m}.nii.gz").data[:, :, 70:82]
+    prepared = normalise_inputs({m: load_volume(SAMPLE_DIR / f"{m}.nii.gz").data[:, :, 70:82]
                                         for m in ("t1", "t2")})
+    inputs, mask = prepared.volumes, prepared.mask
     model, _ = load_model(default_model_path(), torch.device("cpu"))
     request = [(("t1", "t2"), "flair")]
     exact = synthesize_subsets(model, inputs, mask, request, torch.device("cpu"), batch_size=5)[request[0]]

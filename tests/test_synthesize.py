@@ -31,7 +31,8 @@ def test_plan_outputs(tmp_path: Path, random_model: Path) -> None:
 def test_subsets_share_one_encoding_and_match_separate_runs(tmp_path: Path, random_model: Path) -> None:
     model, _ = load_model(random_model, torch.device("cpu"))
     paths = write_subject(tmp_path / "s")
-    inputs, mask, _ = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2", "flair")})
+    prepared = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2", "flair")})
+    inputs, mask = prepared.volumes, prepared.mask
     requests = [(("t1",), "t1c"), (("t1", "t2"), "t1c"), (("t1", "t2", "flair"), "t2")]
     calls = {m: 0 for m in model.encoders}
     for name, encoder in model.encoders.items():
@@ -53,7 +54,8 @@ def test_auto_batch_size() -> None:
 def test_batches_without_brain_between_parts_of_the_mask_are_skipped(tmp_path: Path, random_model: Path) -> None:
     model, _ = load_model(random_model, torch.device("cpu"))
     paths = write_subject(tmp_path / "s")
-    inputs, mask, _ = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
+    prepared = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
+    inputs, mask = prepared.volumes, prepared.mask
     gapped = mask.copy()
     gapped[:, :, 3:9] = False  # brain in slices 0-2 and 9-11 only
     for exact in (True, False):

@@ -30,7 +30,8 @@ CPU = torch.device("cpu")
 
 def _inputs(folder: Path, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     paths = write_subject(folder)
-    inputs, mask, _ = normalise_inputs({m: load_volume(paths[m]).data for m in names})
+    prepared = normalise_inputs({m: load_volume(paths[m]).data for m in names})
+    inputs, mask = prepared.volumes, prepared.mask
     return inputs, mask
 
 

@@ -46,7 +46,8 @@ def test_merge_volumes() -> None:
 def test_another_axis_is_the_model_run_on_the_permuted_volume(tmp_path: Path, live_model: Path) -> None:
     model, _ = load_model(live_model, torch.device("cpu"))
     paths = write_subject(tmp_path / "s")
-    inputs, mask, _ = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
+    prepared = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
+    inputs, mask = prepared.volumes, prepared.mask
     request = [(("t1", "t2"), "flair")]
     coronal = synthesize_subsets(model, inputs, mask, request, torch.device("cpu"), axis="coronal")[request[0]]
     swapped = {m: np.ascontiguousarray(np.moveaxis(v, 1, 2)) for m, v in inputs.items()}  # coronal slices -> axial

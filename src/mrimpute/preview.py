@@ -55,12 +55,24 @@ def save_montage(path: Path, columns: dict[str, np.ndarray], mask: np.ndarray, e
     return Path(path)
 
 
-def save_qc(path: Path, inputs: dict[str, np.ndarray], truth: np.ndarray, synthesis: np.ndarray, brain: np.ndarray,
-            target: str, force: bool = False) -> Path:
-    """The QC montage: inputs, true and synthetic target (brain-mean units), and absolute error, same slices."""
+def qc_columns(inputs: dict[str, np.ndarray], truth: np.ndarray, synthesis: np.ndarray, brain: np.ndarray,
+               target: str, subset: tuple[str, ...] | list[str] | None = None) -> dict[str, np.ndarray]:
+    """The QC montage's columns: the inputs of the synthesis (only those: `subset`, default every given input),
+    the true and the synthetic target (its label names the subset it came from) and the absolute error."""
+    subset = tuple(subset) if subset else tuple(inputs)
+    missing = [m for m in subset if m not in inputs]
+    if missing:
+        raise ValueError(f"the QC montage needs the inputs of its subset; missing {', '.join(missing)}")
     true = np.clip(truth, 0, None) / float(np.clip(truth, 0, None)[brain].mean())
-    columns = {**inputs, f"true {target}": true, f"synthetic {target}": synthesis,
-               "|error|": np.abs(synthesis - true) * brain}
+    return {**{m: inputs[m] for m in subset}, f"true {target}": true,
+            f"synthetic {target} from {'+'.join(subset)}": synthesis, "|error|": np.abs(synthesis - true) * brain}
+
+
+def save_qc(path: Path, inputs: dict[str, np.ndarray], truth: np.ndarray, synthesis: np.ndarray, brain: np.ndarray,
+            target: str, force: bool = False, subset: tuple[str, ...] | list[str] | None = None) -> Path:
+    """The QC montage: the synthesis's inputs, true and synthetic target (brain-mean units), and absolute error,
+    same slices (see qc_columns)."""
+    columns = qc_columns(inputs, truth, synthesis, brain, target, subset)
     return save_montage(path, columns, brain, error_columns=("|error|",), force=force)
 
 

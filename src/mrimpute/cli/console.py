@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import MrimputeError
 from ..pipeline.reporting import Reporter
@@ -35,18 +38,28 @@ def _format(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def make_table(title: str, rows: list[dict]) -> Table:
-    """A rich table with one column per key of the rows."""
+def make_table(title: str, rows: list[dict]) -> RenderableType:
+    """A rich table with one column per key of the rows; where the console is too narrow for its longest words
+    (a log, an 80-column terminal), the rows as `key: value` lines instead, so that no word is cut in two."""
     table = Table(title=title)
     for key in rows[0] if rows else []:
         table.add_column(str(key), justify="right", overflow="fold")  # fold long paths, never elide them
     for row in rows:
         table.add_row(*(_format(v) for v in row.values()))
-    return table
+    if not rows or Measurement.get(console, console.options, table).minimum <= console.width:
+        return table
+    lines = [Text(title, style="italic")]
+    for row in rows:
+        lines.append(Text("  ".join(f"{k}: {_format(v)}" for k, v in row.items()), no_wrap=False, overflow="ignore"))
+    return Group(*lines)
 
 
 class RichReporter(Reporter):
-    """Shows progress as a rich bar, messages as lines, and table rows as they come."""
+    """Shows progress as a rich bar, messages as lines, and table rows as they come. Where the output is not a
+    terminal (a log file, a pipe) there is no bar: each step with a note (e.g. one per subject) is a line, and
+    otherwise a line every LOG_INTERVAL_S seconds tells how far the task is."""
+
+    LOG_INTERVAL_S = 15.0
 
     def __init__(self, row_title: str = "") -> None:
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -54,14 +67,34 @@ class RichReporter(Reporter):
         self.task: int | None = None
         self.row_title = row_title
         self.rows: list[dict] = []
+        self.description = ""
+        self.total = 0
+        self.done = 0
+        self.started = self.last_line = 0.0
+
+    @property
+    def live(self) -> bool:
+        """Whether the output is a terminal that shows the progress bar."""
+        return self.progress.console.is_terminal
 
     def start(self, description: str, total: int) -> None:
         self.progress.start()
         self.task = self.progress.add_task(description, total=total)
+        self.description, self.total, self.done = description, total, 0
+        self.started = self.last_line = time.monotonic()
 
-    def advance(self, steps: int = 1) -> None:
+    def advance(self, steps: int = 1, note: str = "") -> None:
         if self.task is not None:
             self.progress.advance(self.task, steps)
+        self.done += steps
+        if self.live:
+            return
+        now = time.monotonic()
+        if note or now - self.last_line >= self.LOG_INTERVAL_S:
+            self.last_line = now
+            elapsed = int(now - self.started)
+            self.progress.console.print(f"{self.description} {self.done}/{self.total} ({elapsed // 60}:{elapsed % 60:02d})"
+                                        + (f": {note}" if note else ""), highlight=False, soft_wrap=True)
 
     def finish(self) -> None:
         self.progress.stop()

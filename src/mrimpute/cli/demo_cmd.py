@@ -14,13 +14,18 @@ def demo_command(
     out_dir: Path = typer.Option(Path("demo-output"), help="Folder for the NIfTI, PNG preview and metrics JSON."),
     model: Optional[Path] = typer.Option(None, help="Model checkpoint (default: the shipped model)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(0, min=0, help="CPU threads (0: torch's default)."),
     force: bool = typer.Option(False, help="Overwrite the outputs of an earlier demo."),
 ) -> None:
     """Synthesise FLAIR from T1 + T2 of the bundled subject (open_ms patient07) and score it against the real one."""
 
     def job() -> None:
+        from ..io.folders import ensure_folder
         from ..pipeline.demo import run_demo
+        from ..pipeline.device import set_threads
 
+        set_threads(threads)
+        ensure_folder(out_dir)
         with reporting() as reporter:
             summary = run_demo(out_dir, model, device, force, reporter)
         metrics = summary["in_brain"]

@@ -24,30 +24,61 @@ def _format_summary(summary: list[dict]) -> list[dict]:
     return rows
 
 
-def _score_pair(pred: Path, truth: Path, mask: Optional[Path], lesion: Optional[Path]) -> None:
+PAIR_REPORTS = ("pair_metrics.csv", "pair_metrics.json")
+
+
+def _score_pair(pred: Path, truth: Path, mask: Optional[Path], lesion: Optional[Path], out_dir: Optional[Path],
+                force: bool) -> None:
+    import csv
+    import json
+
     from ..data.intensity import foreground_mask
+    from ..io.atomic import check_writable, write_atomically
+    from ..io.folders import ensure_folder
     from ..io.nifti import check_same_grid, load_volume
     from ..pipeline.evaluate import score_all
 
+    if out_dir is not None:  # refuse before the work, not after
+        ensure_folder(out_dir)
+        for report in PAIR_REPORTS:
+            check_writable(out_dir / report, force)
     volumes = [load_volume(p) for p in (truth, pred, mask, lesion) if p is not None]
     check_same_grid(volumes)
     brain = volumes[2].data > 0.5 if mask else foreground_mask(volumes[0].data)
     lesion_mask = volumes[-1].data > 0.5 if lesion else None
     scores = score_all(volumes[1].data, volumes[0].data, brain, lesion_mask)
-    console.print(make_table(f"{pred} against {truth}", [{"protocol": k, **v} for k, v in scores.items()]))
+    rows = [{"protocol": k, **v} for k, v in scores.items()]
+    console.print(make_table(f"{pred} against {truth}", rows))
+    if out_dir is None:
+        return
+    csv_path, json_path = (out_dir / name for name in PAIR_REPORTS)
+
+    def _csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    files = {"pred": str(pred), "truth": str(truth), "mask": str(mask) if mask else None,
+             "lesion": str(lesion) if lesion else None}
+    write_atomically(csv_path, _csv, force=force)
+    write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps({**files, "scores": scores}, indent=2) + "\n"),
+                     force=force)
+    console.print(f"wrote {csv_path} and {json_path}", highlight=False)
 
 
 def _compare(paths: list[Path], protocol: str, out_dir: Path, force: bool) -> None:
     import csv
 
     from ..io.atomic import write_atomically
+    from ..io.folders import ensure_folder
     from ..pipeline.compare import compare_many, read_rows, run_label
 
     labels = [run_label(p) for p in paths]
     if len(set(labels)) < len(labels):
         labels = [chr(ord("A") + i) for i in range(len(paths))]
     wide, long = compare_many([(label, read_rows(p)) for label, p in zip(labels, paths)], protocol)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out_dir)
     written = []
     for name, rows in (("comparison.csv", wide), ("comparison_tests.csv", long)):
         def _write(tmp: Path, rows: list[dict] = rows) -> None:
@@ -68,6 +99,10 @@ def eval_command(
     data: Optional[Path] = typer.Option(None, help="Folder of subject folders or a CSV manifest, with true contrasts."),
     model: Optional[Path] = typer.Option(None, help="Model checkpoint (default: the shipped model)."),
     subjects: str = typer.Option("", help="Comma-separated subjects to score (default: all)."),
+    split: Optional[Path] = typer.Option(None, help="Score a part of a declared split (e.g. models/split.toml); a "
+                                         "model that trained (or, for test, selected) on one of its subjects is "
+                                         "refused."),
+    part: str = typer.Option("test", help="With --split: test or validation."),
     targets: str = typer.Option("", help="Comma-separated targets (default: every output of the model)."),
     subsets: str = typer.Option("all", help="all | single | single+rest | explicit, e.g. 't1,t2;t1'."),
     pred: Optional[Path] = typer.Option(None, help="Score one synthesised volume (with --truth)."),
@@ -75,11 +110,14 @@ def eval_command(
     mask: Optional[Path] = typer.Option(None, help="Brain mask for --pred (default: the truth's foreground)."),
     lesion: Optional[Path] = typer.Option(None, help="Lesion mask for --pred: adds in-lesion scores."),
     compare: Optional[list[Path]] = typer.Option(None, help="Evaluations to test against the first one: metrics.csv files or folders of them (repeat the option)."),
-    out_dir: Path = typer.Option(Path("eval-output"), help="Folder for metrics.csv, summary.json and qc/ PNGs."),
+    out_dir: Optional[Path] = typer.Option(None, help="Folder for metrics.csv, summary.json and qc/ PNGs (default "
+                                           "eval-output); with --pred/--truth, pair_metrics.csv and .json are "
+                                           "written there only when it is given. Created if missing."),
     protocol: str = typer.Option("brain", help="Protocol shown in the table: paper, brain or brasyn (or e.g. "
                                  "brain@lesion: inside the lesion)."),
     qc: bool = typer.Option(True, help="Write a QC montage per subject and target."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(0, min=0, help="CPU threads (0: torch's default)."),
     force: bool = typer.Option(False, help="Overwrite earlier reports."),
     update_card: bool = typer.Option(False, help="Add the table to the model's card (<model>.md)."),
     baseline: Optional[str] = typer.Option(None, help="Score a baseline instead of the model: 'replica' (random "
@@ -111,30 +149,41 @@ def eval_command(
         from ..errors import InputError
         from ..metrics import PROTOCOLS
         from ..modalities import parse_modality_list
+        from ..pipeline.device import set_threads
         from ..pipeline.evaluate import EvalSettings, evaluate, summarise, update_model_card, write_reports
         from ..pipeline.model_loading import default_model_path
 
+        set_threads(threads)
+        if pred or truth:
+            if not (pred and truth):
+                raise InputError("--pred and --truth go together")
+            return _score_pair(pred, truth, mask, lesion, out_dir, force)
+        reports_dir = out_dir or Path("eval-output")
         if protocol.removesuffix("@lesion") not in PROTOCOLS:
             raise InputError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)} (or "
                              "<protocol>@lesion: inside the lesion mask)")
         if compare:
-            return _compare(compare, protocol, out_dir, force)
-        if pred or truth:
-            if not (pred and truth):
-                raise InputError("--pred and --truth go together")
-            return _score_pair(pred, truth, mask, lesion)
+            return _compare(compare, protocol, reports_dir, force)
         if data is None:
             raise InputError("give --data (with a model), --pred and --truth, or --compare A.csv --compare B.csv")
         from ..io.atomic import check_writable
+        from ..io.folders import ensure_folder
 
-        if out_dir.is_dir():  # refuse before minutes of work, not after
-            for report in ("metrics.csv", "summary.json"):
-                check_writable(out_dir / report, force)
+        ensure_folder(reports_dir)  # created if missing, and refused before minutes of work, not after
+        for report in ("metrics.csv", "summary.json"):
+            check_writable(reports_dir / report, force)
         from ..pipeline.views import parse_axis, parse_views
 
-        settings = EvalSettings(data=data, model=model, subjects=[s for s in subjects.split(",") if s] or None,
+        chosen = [s for s in subjects.split(",") if s] or None
+        if split is not None:
+            from ..data.split import load_split
+
+            if chosen:
+                raise InputError("--split chooses the subjects: give --subjects or --split, not both")
+            chosen = list(load_split(split).part(part))
+        settings = EvalSettings(data=data, model=model, subjects=chosen, held_out=part if split else None,
                                 targets=parse_modality_list(targets) if targets else None, subsets=subsets,
-                                device=device, qc_dir=out_dir / "qc" if qc else None, baseline=baseline,
+                                device=device, qc_dir=reports_dir / "qc" if qc else None, baseline=baseline,
                                 baseline_data=baseline_data, views=parse_views(axis, views, merge), merge=merge,
                                 striping_axis=parse_axis(striping_axis) if striping_axis else None,
                                 uncertainty=uncertainty, lesion_input=lesion_input)
@@ -144,14 +193,14 @@ def eval_command(
                 from ..pipeline.train import TrainSettings
 
                 template = TrainSettings(data=data, inputs=parse_modality_list(train_inputs),
-                                         outputs=parse_modality_list(train_outputs), out=out_dir / "unused.pt",
+                                         outputs=parse_modality_list(train_outputs), out=reports_dir / "unused.pt",
                                          epochs=train_epochs, steps_per_epoch=train_steps, width=train_width,
                                          crop=train_crop, batch_size=train_batch_size, seed=seed, device=device)
-                out_dir.mkdir(parents=True, exist_ok=True)
-                rows = cross_validate(template, settings, folds, out_dir, reporter)
+                reports_dir.mkdir(parents=True, exist_ok=True)
+                rows = cross_validate(template, settings, folds, reports_dir, reporter)
             else:
                 rows = evaluate(settings, reporter)
-        csv_path, json_path = write_reports(rows, out_dir, force)
+        csv_path, json_path = write_reports(rows, reports_dir, force)
         console.print(make_table(f"mean ± sd per subset ({protocol} protocol)", _format_summary(summarise(rows, protocol))))
         console.print(f"wrote {csv_path} and {json_path}")
         if update_card:

@@ -20,7 +20,10 @@ LR = typer.Option(1e-3, help="Adam learning rate.")
 SEED = typer.Option(0, help="Random seed.")
 DEVICE = typer.Option("auto", help="auto, cpu or cuda.")
 PATIENCE = typer.Option(10, min=1, help="Stop after this many epochs without validation improvement.")
-EXCLUDE = typer.Option("", help="Comma-separated subjects to leave out (e.g. a test subject).")
+EXCLUDE = typer.Option("", help="Comma-separated subjects to leave out (e.g. a test subject). Subjects the parent "
+                        "model neither trained nor validated on (its held-out ones) are left out already.")
+SUBJECTS = typer.Option("", help="Comma-separated training subjects (default: every subject of --data the parent "
+                         "trained or validated on); list a subject the parent held out here to train on it.")
 VAL = typer.Option("", help="Comma-separated validation subjects (default: a seeded 20%).")
 TIME_LIMIT = typer.Option(0.0, help="Stop after the epoch that passes this many minutes (0: no limit).")
 THREADS = typer.Option(0, help="CPU threads (0: torch's default).")
@@ -30,7 +33,7 @@ FORCE = typer.Option(False, help="Overwrite an existing --out.")
 
 def _extend(kind: str, model: Path, modality: str, data: Path, out: Path, epochs: int, steps_per_epoch: int,
             batch_size: int, crop: int, lr: float, seed: int, device: str, patience: int, exclude: str,
-            val_subjects: str, time_limit: float, threads: int, resume: bool, force: bool) -> None:
+            val_subjects: str, time_limit: float, threads: int, resume: bool, force: bool, subjects: str = "") -> None:
     import torch
 
     from ..errors import InputError
@@ -38,15 +41,20 @@ def _extend(kind: str, model: Path, modality: str, data: Path, out: Path, epochs
     from ..pipeline.train import TrainSettings
 
     if threads:
-        torch.set_num_threads(threads)
+        from ..pipeline.device import set_threads
+
+        set_threads(threads)
     if crop % 4:
         raise InputError(f"--crop {crop} is not a multiple of 4")
     split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
     settings = TrainSettings(data=data, inputs=[], outputs=[], out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device, resume=resume,
                              patience=patience, exclude=split(exclude), val_subjects=split(val_subjects),
-                             time_limit_min=time_limit)
+                             subjects=split(subjects), time_limit_min=time_limit)
     add = add_decoder if kind == "decoder" else add_encoder
+    from ..io.folders import ensure_parent_folders
+
+    ensure_parent_folders([out])  # a missing output folder is created
     with reporting() as reporter:
         path = add(model, modality, settings, force, reporter)
     console.print(make_table(f"training the new {kind} ({modality})", reporter.rows))
@@ -58,11 +66,12 @@ def train_decoder_command(
     data: Path = DATA, out: Path = OUT, epochs: int = EPOCHS, steps_per_epoch: int = STEPS, batch_size: int = BATCH,
     crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE, patience: int = PATIENCE,
     exclude: str = EXCLUDE, val_subjects: str = VAL, time_limit: float = TIME_LIMIT, threads: int = THREADS,
-    resume: bool = RESUME, force: bool = FORCE,
+    resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS,
 ) -> None:
     """Add a decoder for a new output to a trained model; every encoder and decoder it has stays frozen (paper VI-E)."""
     run_guarded(lambda: _extend("decoder", model, output, data, out, epochs, steps_per_epoch, batch_size, crop, lr,
-                                seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force))
+                                seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force,
+                                subjects))
 
 
 def train_encoder_command(
@@ -70,9 +79,10 @@ def train_encoder_command(
     data: Path = DATA, out: Path = OUT, epochs: int = EPOCHS, steps_per_epoch: int = STEPS, batch_size: int = BATCH,
     crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE, patience: int = PATIENCE,
     exclude: str = EXCLUDE, val_subjects: str = VAL, time_limit: float = TIME_LIMIT, threads: int = THREADS,
-    resume: bool = RESUME, force: bool = FORCE,
+    resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS,
 ) -> None:
     """Add an encoder for a new input, trained into the frozen latent space (c1 through the frozen decoders + c2
     against the frozen encoders' latents)."""
     run_guarded(lambda: _extend("encoder", model, modality, data, out, epochs, steps_per_epoch, batch_size, crop, lr,
-                                seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force))
+                                seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force,
+                                subjects))

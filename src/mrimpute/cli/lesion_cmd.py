@@ -32,23 +32,35 @@ def add_lesion_command(
     model: Optional[Path] = typer.Option(None, help="Lesion-aware checkpoint (default: the shipped models/lesion.pt)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(0, min=0, help="Slices per forward pass (0: chosen from the slice size)."),
+    threads: int = typer.Option(0, min=0, help="CPU threads (0: torch's default)."),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
     """Draw lesions into a synthesised contrast with a lesion-aware model (Chartsias et al. 2018, VI-H)."""
 
     def job() -> None:
         import json
+        import os
 
         from ..errors import InputError
-        from ..io.atomic import check_writable, write_atomically
+        from ..io.atomic import check_writable, refuse_overwrite, write_atomically
+        from ..io.folders import ensure_parent_folders
         from ..modalities import canonical_modality
+        from ..pipeline.device import set_threads
         from ..pipeline.lesion import add_lesion
         from ..pipeline.model_loading import lesion_model_path
 
+        set_threads(threads)
         given = {name: path for name, path in {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair}.items() if path}
         if not given:
             raise InputError("give at least one input volume of the recipient (e.g. --t1 t1.nii.gz)")
+        # every argument is checked before the synthesis (add_lesion checks the rest, --source-subject included)
+        inputs = [*given.values(), lesion_mask, *([lesion_ref] if lesion_ref else [])]
+        ensure_parent_folders([out, mask_out, preview, report])  # missing output folders are created
+        outputs = [p for p in (out, mask_out, preview, report) if p is not None]
+        if len({os.path.realpath(p) for p in outputs}) < len(outputs):
+            raise InputError(f"{out}: --out, --mask-out, --preview and --report must be different files")
         if report is not None:
+            refuse_overwrite([report], inputs, force)
             check_writable(report, force)
         with reporting() as reporter:
             result = add_lesion(given, lesion_mask, canonical_modality(target), out, model or lesion_model_path(),

@@ -20,8 +20,10 @@ def synth_command(
     pd: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="proton density")),
     dwi: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="diffusion-weighted")),
     out: Optional[Path] = typer.Option(None, help="Output NIfTI for one target contrast."),
-    target: Optional[str] = typer.Option(None, help="Contrast to write to --out (default: from --out's name)."),
-    out_dir: Optional[Path] = typer.Option(None, help="Write every contrast the model has that was not given here."),
+    target: Optional[str] = typer.Option(None, help="Contrast to write to --out (default: from --out's name, e.g. "
+                                         "flair_synth.nii.gz, sub-01_FLAIR.nii.gz, *_ce-gd_T1w.nii.gz = t1c)."),
+    out_dir: Optional[Path] = typer.Option(None, help="Write every contrast the model has that was not given here, "
+                                           "as DIR/<contrast>_synth.nii.gz (DIR is created if missing)."),
     model: Optional[Path] = typer.Option(None, help="Model checkpoint (default: the shipped model)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(0, min=0, help="Slices per forward pass (0: chosen from the slice size)."),
@@ -73,7 +75,9 @@ def synth_command(
         from ..pipeline.views import parse_views
 
         if threads:
-            torch.set_num_threads(threads)
+            from ..pipeline.device import set_threads
+
+            set_threads(threads)
         given = {name: path for name, path in
                  {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair, "pd": pd, "dwi": dwi}.items() if path is not None}
         if dry_run or jobs > 1:
@@ -85,6 +89,9 @@ def synth_command(
         maps = plan_maps(paths, uncertainty, explain)
         view_axes = parse_views(axis, views, merge)
         native = plan_native(native_ref, manifest, given, {"--uncertainty": uncertainty, "--explain": explain})
+        from ..io.folders import ensure_parent_folders
+
+        ensure_parent_folders(list(paths.values()) + list(maps.values()))  # missing output folders are created
         check_outputs(list(paths.values()) + list(maps.values()),
                       list(given.values()) + ([native.raw.path] if native else []), force)
         with reporting() as reporter:
@@ -115,7 +122,9 @@ def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], mod
         raise InputError(f"{dataset}: --dataset processes whole subjects; it cannot be combined with "
                          f"{', '.join(conflicting)}")
     if threads:
-        torch.set_num_threads(threads)
+        from ..pipeline.device import set_threads
+
+        set_threads(threads)
     with reporting() as reporter:
         rows = run_cohort(dataset, out, model, device, batch_size, dry_run, jobs, force, reporter)
     counts = {status: sum(row["status"] == status for row in rows)

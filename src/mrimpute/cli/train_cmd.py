@@ -17,10 +17,10 @@ def train_command(
     out: Path = typer.Option(..., help="Checkpoint to write (best epoch); '<out>.last.pt' holds the latest."),
     epochs: int = typer.Option(100, min=1, help="Maximum number of epochs."),
     steps_per_epoch: int = typer.Option(50, min=1, help="Optimiser steps per epoch."),
-    batch_size: int = typer.Option(16, min=1, help="Slices per step."),
-    crop: int = typer.Option(96, min=8, help="Training crop size in pixels (a multiple of 4)."),
-    width: float = typer.Option(1.0, min=0.05, help="Channel width multiplier (1 = the paper's model)."),
-    latent: int = typer.Option(16, min=1, help="Latent channels."),
+    batch_size: int = typer.Option(16, help="Slices per step."),
+    crop: int = typer.Option(96, help="Training crop size in pixels (a multiple of 4)."),
+    width: float = typer.Option(1.0, help="Channel width multiplier (1 = the paper's model)."),
+    latent: int = typer.Option(16, help="Latent channels."),
     fusion: str = typer.Option("max", help="Fusion: max, mean, hemis, output-mean or mean-max (learned per-channel mix of mean and max)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Random seed (runs with one seed are repeatable)."),
@@ -30,6 +30,7 @@ def train_command(
     slice_axis: str = typer.Option("axial", help="Slice axis: axial, coronal or sagittal."),
     exclude: str = typer.Option("", help="Comma-separated subjects to leave out entirely (e.g. a test subject)."),
     val_subjects: str = typer.Option("", help="Comma-separated validation subjects (default: a seeded 20%)."),
+    val_crops: int = typer.Option(64, min=1, max=4096, help="Fixed validation crops scored after every epoch."),
     time_limit: float = typer.Option(0.0, help="Stop after the epoch that passes this many minutes (0: no limit)."),
     no_c1: bool = typer.Option(False, help="Ablation: drop cost c1 (single latents decoded)."),
     no_c2: bool = typer.Option(False, help="Ablation: drop cost c2 (variance between latents)."),
@@ -45,6 +46,16 @@ def train_command(
                                           "training crops centred on a lesion voxel (the rest anywhere in the brain)."),
     init_from: Optional[Path] = typer.Option(None, help="With --lesion-channel: start from this trained model (the "
                                              "new channel's weights at zero), fine-tuning every part."),
+    split: Optional[Path] = typer.Option(None, help="A declared split (e.g. models/split.toml): its test subjects are "
+                                         "never read, its validation subjects pick the best epoch."),
+    augment: str = typer.Option("none", help="Augmentation: intensity (per input: gamma, brightness, bias field, "
+                                "noise), spatial (rotation, scaling, elastic), both comma-separated, or none."),
+    ssim: float = typer.Option(0.0, help="Weight of (1 - SSIM) beside the MAE in c1 and c3 (0: the paper's MAE)."),
+    lr_schedule: str = typer.Option("constant", help="constant or cosine (decay to 1% over all planned steps)."),
+    warmup_steps: int = typer.Option(0, help="Linear learning-rate warm-up steps."),
+    ema: float = typer.Option(0.0, help="Decay of an exponential moving average of the weights (e.g. 0.999), "
+                              "validated and shipped; 0: none."),
+    force: bool = typer.Option(False, help="Replace an existing model at --out."),
     threads: int = typer.Option(0, help="CPU threads (0: torch's default)."),
     amp: bool = typer.Option(True, help="Mixed precision on CUDA (bfloat16, or float16 with loss scaling)."),
     distributed: bool = typer.Option(False, help="Data-parallel over the processes torchrun starts "
@@ -55,6 +66,7 @@ def train_command(
     def job() -> None:
         from ..config import FUSIONS
         from ..errors import InputError
+        from ..model.augment import parse_augmentations
         from ..model.losses import LossTerms
         from ..modalities import parse_modality_list
         from ..pipeline.device import set_threads
@@ -64,17 +76,20 @@ def train_command(
         set_threads(threads)
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion '{fusion}': expected one of {', '.join(FUSIONS)}")
-        if crop % 4:
-            raise InputError(f"--crop {crop} is not a multiple of 4")
-        split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
+        try:
+            augmentation = parse_augmentations(augment)
+        except ValueError as exc:
+            raise InputError(f"--augment: {exc}") from None
+        listed = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
         settings = TrainSettings(
             data=data, inputs=parse_modality_list(inputs), outputs=parse_modality_list(outputs), out=out,
             epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop, width=width,
             latent=latent, fusion=fusion, lr=lr, seed=seed, device=device, resume=resume, patience=patience,
-            slice_axis=slice_axis, exclude=split(exclude), val_subjects=split(val_subjects), time_limit_min=time_limit,
-            terms=LossTerms(c1=not no_c1, c2=not no_c2, c3=not no_c3), sample_c1_outputs=not full_c1,
+            slice_axis=slice_axis, exclude=listed(exclude), val_subjects=listed(val_subjects), time_limit_min=time_limit, val_crops=val_crops,
+            terms=LossTerms(c1=not no_c1, c2=not no_c2, c3=not no_c3, ssim=ssim), sample_c1_outputs=not full_c1,
             input_dropout=input_dropout, amp=amp, distributed=distributed, lesion_channel=lesion_channel,
-            lesion_source=lesion_masks, lesion_fraction=lesion_fraction)
+            lesion_source=lesion_masks, lesion_fraction=lesion_fraction, split=split, augmentation=augmentation,
+            lr_schedule=lr_schedule, warmup_steps=warmup_steps, ema=ema, force=force)
         if init_from is not None and not lesion_channel:
             raise InputError("--init-from applies with --lesion-channel (to add a decoder or an encoder, use "
                              "train-decoder or train-encoder)")
@@ -82,7 +97,7 @@ def train_command(
             if init_from is not None:
                 from ..pipeline.extend import add_lesion_channel
 
-                path = add_lesion_channel(init_from, settings, force=resume, reporter=reporter)
+                path = add_lesion_channel(init_from, settings, force=resume or force, reporter=reporter)
             else:
                 path = train(settings, reporter)
         if world_from_env().main:  # with torchrun, rank 0 alone prints

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.nifti import Volume, check_same_grid, load_volume
 from ..modalities import canonical_modality
-from .intensity import foreground_mask, normalise
+from .normaliser import Normaliser, Scaling, as_input, as_target
 from .lesions import lesion_file, load_lesion_mask
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -29,14 +29,16 @@ class Subject:
 
 @dataclass
 class LoadedSubject:
-    """A subject's normalised volumes (RAS+), brain mask, and per-modality normalisation factors."""
+    """A subject's volumes (RAS+) normalised as encoder inputs and as decoder targets, its brain mask, and how each
+    contrast was scaled."""
 
     name: str
-    volumes: dict[str, np.ndarray]
+    volumes: dict[str, np.ndarray]  # encoder-input units
     mask: np.ndarray
-    factors: dict[str, float]
+    scalings: dict[str, Scaling]
     reference: Volume
     lesion: np.ndarray | None = None  # binary, when lesion masks were asked for (all False: no lesion)
+    targets: dict[str, np.ndarray] = field(default_factory=dict)  # decoder-target (paper) units
 
 
 def nifti_stem(name: str) -> str | None:
@@ -102,7 +104,8 @@ def discover_subjects(data: str | Path) -> list[Subject]:
     return subjects
 
 
-def load_subject(subject: Subject, modalities: list[str], lesion_source: str | None = None) -> LoadedSubject:
+def load_subject(subject: Subject, modalities: list[str], lesion_source: str | None = None,
+                 normaliser: Normaliser = Normaliser()) -> LoadedSubject:
     """Load, grid-check and normalise the given modalities of a subject (all must be present); with a lesion
     source ('expert', 'either', 'predicted'), also its lesion mask (none found: no lesion)."""
     missing = [m for m in modalities if m not in subject.files]
@@ -114,17 +117,21 @@ def load_subject(subject: Subject, modalities: list[str], lesion_source: str | N
         mask_volume = load_volume(subject.masks["brainmask"])
         check_same_grid([next(iter(volumes.values())), mask_volume])
         mask = mask_volume.data > 0.5
-    else:
-        mask = np.logical_or.reduce([foreground_mask(v.data) for v in volumes.values()])
-    normalised, factors = {}, {}
+    foregrounds = {m: normaliser.foreground(v.data) for m, v in volumes.items()}
+    if "brainmask" not in subject.masks:
+        mask = np.logical_or.reduce(list(foregrounds.values()))
+    inputs, targets, scalings = {}, {}, {}
     for m, volume in volumes.items():
+        brain = mask & foregrounds[m]
         try:
-            normalised[m], factors[m] = normalise(volume.data, mask & foreground_mask(volume.data))
+            scalings[m] = normaliser.scaling(volume.data, brain)
         except ValueError as exc:
             raise InputError(f"{volume.path}: {exc}") from None
+        inputs[m] = as_input(volume.data, brain, scalings[m])
+        targets[m] = as_target(volume.data, brain, scalings[m])
     reference = next(iter(volumes.values()))
     lesion = None
     if lesion_source is not None:
         path = lesion_file(subject.masks, lesion_source)
         lesion = load_lesion_mask(path, reference) if path else np.zeros(reference.shape, dtype=bool)
-    return LoadedSubject(subject.name, normalised, mask, factors, reference, lesion)
+    return LoadedSubject(subject.name, inputs, mask, scalings, reference, lesion, targets)

@@ -40,9 +40,25 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a readable mrimpute model ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or "format_version" not in payload or "state_dict" not in payload:
         raise CheckpointError(f"{path}: not an mrimpute model file")
-    if payload["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: model format {payload['format_version']} is newer than this mrimpute supports")
+    check_payload(path, payload)
     return payload
+
+
+def _kind(value: object) -> str:
+    return "missing" if value is None else f"a {type(value).__name__}"
+
+
+def check_payload(path: Path, payload: dict) -> None:
+    """Refuse malformed metadata of a checkpoint with one line: format version, config, metadata, weights."""
+    version = payload["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: malformed model file (format_version is {_kind(version)}, not an integer)")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: model format {version} is newer than this mrimpute supports")
+    for key in ("config", "metadata", "state_dict"):
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"{path}: malformed model file ({key} is {_kind(payload.get(key))}, "
+                                  "not a mapping)")
 
 
 def card_path(model_path: Path) -> Path:

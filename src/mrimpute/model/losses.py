@@ -19,11 +19,32 @@ class LossTerms:
     c1: bool = True
     c2: bool = True
     c3: bool = True
+    ssim: float = 0.0  # weight of (1 - SSIM) beside the MAE inside c1 and c3 (0: the paper's MAE alone)
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over every pixel of the batch."""
     return F.l1_loss(prediction, target)
+
+
+SSIM_WINDOW = 7  # scikit-image's default window (uniform)
+SSIM_RANGE = 2.0  # data range in brain-mean units (the brain's bright tissue reaches about 2)
+
+
+def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean structural similarity of two image batches (N, 1, H, W): uniform 7 x 7 windows, no padding."""
+    c1, c2 = (0.01 * SSIM_RANGE) ** 2, (0.03 * SSIM_RANGE) ** 2
+    pool = functools.partial(F.avg_pool2d, kernel_size=SSIM_WINDOW, stride=1)
+    x, y = prediction.float(), target.float()
+    mx, my = pool(x), pool(y)
+    vx, vy, cxy = pool(x * x) - mx * mx, pool(y * y) - my * my, pool(x * y) - mx * my
+    return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean()
+
+
+def pixel_loss(prediction: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.0) -> torch.Tensor:
+    """The per-image term of c1 and c3: MAE, plus ssim_weight * (1 - SSIM) when asked for."""
+    loss = mae(prediction, target)
+    return loss + ssim_weight * (1.0 - ssim(prediction, target)) if ssim_weight else loss
 
 
 def latent_variance(latents: list[torch.Tensor]) -> torch.Tensor:
@@ -63,10 +84,10 @@ def synthesis_loss(
                    else [decoder(batch[0])] if batch else [])
         for m, image in zip(sources, decoded):
             weight = 1.0 if c1_outputs is None else len(targets) / len(c1_outputs[m])
-            c1 = c1 + weight * mae(image, target)
+            c1 = c1 + weight * pixel_loss(image, target, terms.ssim)
         if terms.c3:
             image = decoded[-1] if fused is not None else model.decode_fused([latents[m] for m in fused_names], output)
-            c3 = c3 + mae(image, target)
+            c3 = c3 + pixel_loss(image, target, terms.ssim)
     n_out = len(targets)
     c1, c3 = c1 / n_out, c3 / n_out
     c2 = latent_variance(list(latents.values())) if terms.c2 else zero

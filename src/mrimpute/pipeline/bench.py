@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..config import SLICE_AXES, ModelConfig
-from ..data.slices import SliceSampler
+from ..data.slices import TARGET_PREFIX, SliceSampler
 from ..data.subjects import discover_subjects, load_subject
 from ..errors import InputError
 from ..io.atomic import check_writable, write_atomically
@@ -256,7 +256,7 @@ def _synthesis_case(case: dict, device: torch.device) -> dict:
 def _training_case(case: dict, device: torch.device) -> dict:
     config = _model_config(case["model"])
     loaded = load_subject(_subject(case["subject"]), MODALITIES)
-    sampler = SliceSampler([loaded], MODALITIES, SLICE_AXES["axial"], case["crop"])
+    sampler = SliceSampler([loaded], MODALITIES, SLICE_AXES["axial"], case["crop"], targets=True)
     settings = TrainSettings(data=Path(case["subject"]), inputs=MODALITIES, outputs=MODALITIES, out=Path("unused.pt"),
                              batch_size=case["batch_size"], crop=case["crop"], width=config.width, amp=case["amp"],
                              sample_c1_outputs=case["path"] != "full-c1")
@@ -269,8 +269,9 @@ def _training_case(case: dict, device: torch.device) -> dict:
 
         def step() -> None:
             batch = torch.from_numpy(sampler.batch(settings.batch_size, rng)).to(device)
-            tensors = {m: batch[i].unsqueeze(1) for i, m in enumerate(MODALITIES)}
-            loss, _ = synthesis_loss(model, tensors, tensors, settings.terms)  # full c1
+            tensors = {m: batch[i].unsqueeze(1) for i, m in enumerate(sampler.plane_names(tuple(MODALITIES)))}
+            targets = {m: tensors[TARGET_PREFIX + m] for m in MODALITIES}
+            loss, _ = synthesis_loss(model, {m: tensors[m] for m in MODALITIES}, targets, settings.terms)  # full c1
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -281,7 +282,7 @@ def _training_case(case: dict, device: torch.device) -> dict:
                           grad_scaler(device, precision), device, precision)
 
         def step() -> None:
-            train_step(stepper, sampler, settings, MODALITIES, rng)
+            train_step(stepper, sampler, settings, rng)
 
     step()  # warm-up
     walls, cpus = _timed(step, case["train_steps"], device)

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..data.bids import DatasetSubject, discover_dataset
+from ..data.bids import SKIPPED_FOLDERS, DatasetSubject, discover_dataset
 from ..errors import InputError, MrimputeError, OutputError
-from ..io.atomic import write_atomically
+from ..io.atomic import output_exists, write_atomically
 from ..io.checkpoint import card_path, load_checkpoint
 from ..io.checksum import sha256_file
 from .device import resolve_device
@@ -59,7 +59,14 @@ def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[Co
     """Tasks for every subject with something to do, rows for subjects skipped with a reason, and warnings."""
     config = load_checkpoint(model_path)["config"]
     tasks, rows, warnings = [], [], []
-    for entry in discover_dataset(root, exclude=[deriv_root]):
+    entries = discover_dataset(root, exclude=[deriv_root])
+    folders = {entry.name: _subject_folder(root, entry) for entry in entries}
+    refuse_inside_subject(deriv_root, folders.values())
+    if os.path.realpath(Path(deriv_root).parent) == os.path.realpath(root) and Path(deriv_root).is_dir():
+        # discovery skipped the derivative folder itself: is it a subject's folder?
+        refuse_inside_subject(deriv_root, [_subject_folder(root, e) for e in discover_dataset(root)])
+    warnings.extend(_empty_folder_warnings(root, deriv_root, set(folders.values())))
+    for entry in entries:
         warnings.extend(entry.warnings)
         usable = {m: entry.files[m] for m in config["inputs"] if m in entry.files}
         missing = [m for m in config["outputs"] if m not in entry.files]
@@ -71,6 +78,39 @@ def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[Co
         else:
             tasks.append(CohortTask(entry, usable, {t: output_path(deriv_root, entry, t) for t in missing}))
     return tasks, rows, warnings
+
+
+def _subject_folder(root: Path, entry: DatasetSubject) -> Path:
+    """The top-level folder under root that holds a subject's files."""
+    first = next(iter(entry.files.values()))
+    return Path(root) / Path(first).relative_to(root).parts[0]
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def refuse_inside_subject(deriv_root: Path, subject_folders) -> None:
+    """The derivative folder may not lie in a subject's raw-data folder."""
+    for folder in subject_folders:
+        if _is_within(deriv_root, folder):
+            raise OutputError(f"{deriv_root}: the derivative folder is inside subject folder {folder}; "
+                              "choose --out outside the subjects' raw data")
+
+
+def _empty_folder_warnings(root: Path, deriv_root: Path, subject_folders: set[Path]) -> list[str]:
+    """One warning counting the top-level folders that hold no recognised scan (skipped otherwise silently)."""
+    try:
+        candidates = sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+    empty = [p.name for p in candidates if p not in subject_folders and p.name not in SKIPPED_FOLDERS
+             and not _is_within(deriv_root, p) and not _is_within(p, deriv_root)]
+    if not empty:
+        return []
+    shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+    return [f"{root}: {len(empty)} subject folder(s) hold no recognised scan and were skipped: {shown}"]
 
 
 def _row(entry: DatasetSubject, target: str, status: str, detail: str) -> dict:
@@ -97,6 +137,54 @@ def _up_to_date(nifti: Path, input_sums: dict[str, str], model_sum: str) -> bool
         return False
 
 
+def _other_model(nifti: Path, model_sum: str) -> str | None:
+    """The model file named in an existing output's sidecar when another model made it (else None)."""
+    sidecar = sidecar_path(nifti)
+    if not output_exists(nifti) or not sidecar.is_file():
+        return None
+    try:
+        model = json.loads(sidecar.read_text())["Model"]
+        return None if model["sha256"] == model_sum else str(model.get("file") or "another model")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def decide_outputs(task: CohortTask, root: Path, model_sum: str, force: bool
+                   ) -> tuple[dict[str, dict], dict[str, Path], dict[str, str]]:
+    """Which outputs are kept (rows: up to date, or made by another model and no --force) and which are to do;
+    and the inputs' sha256. The real run and --dry-run both decide here."""
+    input_sums = {_relative(p, root): sha256_file(p) for p in task.inputs.values()}
+    rows, todo = {}, {}
+    for target, path in task.outputs.items():
+        if force:
+            todo[target] = path
+        elif _up_to_date(path, input_sums, model_sum):
+            rows[target] = _row(task.entry, target, "skipped", "up to date")
+        elif (other := _other_model(path, model_sum)) is not None:
+            rows[target] = _row(task.entry, target, "skipped", f"made by another model ({other}); "
+                                                               "--force replaces it")
+        else:  # our own earlier output (sidecar missing after a killed run, or inputs changed) is redone
+            todo[target] = path
+    return rows, todo, input_sums
+
+
+def _failure_reason(entry: DatasetSubject, exc: Exception) -> str:
+    if isinstance(exc, OSError):  # e.g. an output folder that cannot be created
+        return f"{exc.filename or entry.name}: {exc.strerror or exc}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def plan_rows(task: CohortTask, root: Path, model_sum: str, force: bool) -> list[dict]:
+    """The --dry-run rows of one subject: planned, skipped (as a real run would) or failed."""
+    try:
+        rows, todo, _ = decide_outputs(task, root, model_sum, force)
+    except (MrimputeError, OSError) as exc:
+        return [_row(task.entry, t, "failed", _failure_reason(task.entry, exc)) for t in task.outputs]
+    for target, path in todo.items():
+        rows[target] = _row(task.entry, target, "planned", f"{_relative(path, root)} from {'+'.join(task.inputs)}")
+    return [rows[t] for t in task.outputs]
+
+
 def _write_json(path: Path, content: dict, force: bool) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(content, indent=2) + "\n"), force=force)
 
@@ -116,13 +204,7 @@ def process_task(task: CohortTask, root: Path, model_path: Path, model_sum: str,
     """Synthesise one subject's missing outputs that are not up to date; any user error fails the subject only."""
     entry = task.entry
     try:
-        input_sums = {_relative(p, root): sha256_file(p) for p in task.inputs.values()}
-        rows, todo = {}, {}
-        for target, path in task.outputs.items():
-            if not force and _up_to_date(path, input_sums, model_sum):
-                rows[target] = _row(entry, target, "skipped", "up to date")
-            else:
-                todo[target] = path
+        rows, todo, input_sums = decide_outputs(task, root, model_sum, force)
         if todo:
             result = synthesize(task.inputs, list(todo), model_path, device, batch_size, None)
             card = card_path(model_path)
@@ -143,11 +225,19 @@ def process_task(task: CohortTask, root: Path, model_path: Path, model_sum: str,
                 rows[target] = _row(entry, target, "done", _relative(path, root))
         return [rows[t] for t in task.outputs]
     except (MrimputeError, OSError) as exc:
-        if isinstance(exc, OSError):  # e.g. an output folder that cannot be created
-            reason = f"{exc.filename or entry.name}: {exc.strerror or exc}"
-        else:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return [_row(entry, t, "failed", reason) for t in task.outputs]
+        return [_row(entry, t, "failed", _failure_reason(entry, exc)) for t in task.outputs]
+
+
+def subject_note(task: CohortTask, rows: list[dict]) -> str:
+    """One line on a finished subject for logs: `sub-X [ses-Y]: flair done, t1c skipped (up to date)`, with the
+    reason of a failure."""
+    entry = task.entry
+    name = f"sub-{entry.subject}" + (f" ses-{entry.session}" if entry.session else "")
+    if rows and all(row["status"] == "failed" for row in rows) and len({row["detail"] for row in rows}) == 1:
+        return f"{name}: failed ({rows[0]['detail']})"
+    parts = [f"{row['target']} {row['status']}" + (f" ({row['detail']})" if row["status"] != "done" else "")
+             for row in rows]
+    return f"{name}: {', '.join(parts)}"
 
 
 def _worker_init() -> None:
@@ -171,10 +261,9 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
                          "or <subject>/<modality>.nii.gz)")
     for warning in warnings:
         reporter.message(f"warning: {warning}")
-    if dry_run:
-        planned = [_row(t.entry, target, "planned", f"{_relative(path, root)} from {'+'.join(t.inputs)}")
-                   for t in tasks for target, path in t.outputs.items()]
-        return planned + rows
+    if dry_run:  # the same decisions as a real run, nothing written
+        model_sum = sha256_file(model_path)
+        return [row for task in tasks for row in plan_rows(task, root, model_sum, force)] + rows
     try:
         deriv_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -191,11 +280,11 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
                            for i, task in enumerate(tasks)}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
-                    reporter.advance()
+                    reporter.advance(note=subject_note(tasks[futures[future]], results[futures[future]]))
         else:
             for i, task in enumerate(tasks):
                 results[i] = process_task(task, root, model_path, model_sum, device, batch_size, force)
-                reporter.advance()
+                reporter.advance(note=subject_note(task, results[i]))
     finally:
         reporter.finish()
     return [row for block in results for row in block] + rows

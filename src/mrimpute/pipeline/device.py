@@ -21,10 +21,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def set_threads(threads: int) -> None:
-    """Use this many CPU threads for torch's operators (0 keeps torch's default: one per core)."""
+MAX_THREADS = 256
+
+
+def check_threads(threads: int) -> None:
+    """Refuse a thread count below 0 or above MAX_THREADS (thousands of threads crawl or abort OpenBLAS)."""
     if threads < 0:
         raise InputError(f"--threads {threads}: give 0 (the default) or a positive count")
+    if threads > MAX_THREADS:
+        raise InputError(f"--threads {threads}: at most {MAX_THREADS} threads are supported")
+
+
+def set_threads(threads: int) -> None:
+    """Use this many CPU threads for torch's operators (0 keeps torch's default: one per core)."""
+    check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
 

@@ -21,6 +21,7 @@ from ..metrics import PROTOCOLS, compare, striping, uncertainty_correlation
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
 from .device import resolve_device
+from ..data.normaliser import normaliser_for
 from .model_loading import load_model
 from .reporting import Reporter
 from .synthesize import Product, normalise_inputs, synthesize_products
@@ -49,6 +50,18 @@ class EvalSettings:
     striping_axis: str | None = None  # the axis striping is measured across (default: the model's slice axis)
     uncertainty: bool = False  # add the in-brain correlations between the uncertainty map and the absolute error
     lesion_input: bool = True  # a lesion-aware model gets each subject's expert lesion mask (False: an empty one)
+    held_out: str | None = None  # "test" or "validation": the subjects are a split's part the model must not know
+
+
+def check_held_out(subjects: list[str], metadata: dict, part: str, model: Path | str) -> None:
+    """Refuse a model whose checkpoint lists any of a split's held-out subjects among those it trained on (or, for
+    the test part, selected its best epoch on)."""
+    seen = set(metadata.get("training_subjects", []))
+    seen |= set(metadata.get("validation_subjects", [])) if part == "test" else set()
+    leaked = sorted(seen & set(subjects))
+    if leaked:
+        raise InputError(f"{model}: the model saw {', '.join(leaked)} in training or model selection; it cannot be "
+                         f"scored on the split's {part} subjects")
 
 
 def parse_subsets(spec: str, available: list[str]) -> list[tuple[str, ...]]:
@@ -74,6 +87,9 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
     device = resolve_device(settings.device)
     model, payload = load_model(settings.model, device)
     config = model.config
+    normaliser = normaliser_for(payload["metadata"])
+    if settings.held_out:
+        check_held_out(settings.subjects or [], payload["metadata"], settings.held_out, settings.model or "the model")
     subjects = discover_subjects(settings.data)
     if settings.subjects:
         unknown = set(settings.subjects) - {s.name for s in subjects}
@@ -89,7 +105,7 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
         training = payload["metadata"].get("training_subjects", [])
         modalities = list(dict.fromkeys(config.inputs + config.outputs))
         predict = _synthesis_only(ReplicaPredictor(settings.baseline_data or settings.data, training, modalities,
-                                                   reporter=reporter))
+                                                   reporter=reporter, normaliser=normaliser))
     elif settings.baseline:
         raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
     rows: list[dict] = []
@@ -102,7 +118,8 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
             subsets = parse_subsets(settings.subsets, available)
             if not subsets:
                 continue
-            inputs, mask, _ = normalise_inputs({m: volumes[m].data for m in available})
+            prepared = normalise_inputs({m: volumes[m].data for m in available}, normaliser)
+            inputs, mask = prepared.volumes, prepared.mask
             reporter.message(f"{subject.name}: {target} from {len(subsets)} input subset(s)")
             lesion = _lesion_mask(subject, volumes[target])
             drawn = lesion if config.lesion_channel and settings.lesion_input else None
@@ -120,8 +137,9 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
             if settings.qc_dir is not None:
                 settings.qc_dir.mkdir(parents=True, exist_ok=True)
                 last_view = list(results)[-1][0]  # the merged view when there are several
-                save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in available}, truth,
-                        results[(last_view, max(subsets, key=len))]["synthesis"], brain, target, force=True)
+                shown = max(subsets, key=len)  # the largest requested subset: only its inputs are shown
+                save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in shown}, truth,
+                        results[(last_view, shown)]["synthesis"], brain, target, force=True, subset=shown)
     if not rows:
         raise InputError(f"{settings.data}: nothing to evaluate (no subject has a target and another input)")
     return rows

@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import ModelConfig
+from ..data.subjects import discover_subjects
+from ..data.normaliser import normaliser_for
 from ..errors import CheckpointError, InputError
 from ..io.atomic import check_writable, refuse_overwrite
 from ..io.checkpoint import card_path, load_checkpoint
@@ -62,11 +64,43 @@ def _parent(parent: Path) -> tuple[dict, ModelConfig]:
         raise CheckpointError(f"{parent}: unreadable model settings ({type(exc).__name__})") from None
 
 
-def _settings(settings: TrainSettings, config: ModelConfig, terms: LossTerms) -> TrainSettings:
-    """The training settings with the enlarged network's modalities, width, latent, fusion and slice axis."""
+def hold_out_like_parent(parent: Path, payload: dict, settings: TrainSettings,
+                         reporter: Reporter | None = None) -> tuple[TrainSettings, list[str]]:
+    """The settings with every subject of --data that the parent neither trained nor validated on (its held-out
+    test subjects, or subjects it never saw) excluded, unless listed in --subjects or --val-subjects; and those
+    subjects. A parent that records no subjects holds nothing out."""
+    metadata = payload.get("metadata", {})
+    seen = set(metadata.get("training_subjects") or []) | set(metadata.get("validation_subjects") or [])
+    if not seen:
+        return settings, []
+    explicit = set(settings.subjects) | set(settings.val_subjects) | set(settings.exclude)
+    names = [s.name for s in discover_subjects(settings.data)]
+    held = [name for name in names if name not in seen and name not in explicit]
+    if not held:
+        return settings, []
+    if not [name for name in names if name not in settings.exclude and name not in held]:
+        raise InputError(f"{settings.data}: the parent model {Path(parent).name} trained and validated on none of "
+                         f"these subjects ({', '.join(names)}), so all are held out by default; name the ones to "
+                         "train on with --subjects (and --val-subjects)")
+    (reporter or Reporter()).message(
+        f"held out as by the parent {Path(parent).name} (it neither trained nor validated on them): "
+        f"{', '.join(held)}; name them in --subjects or --val-subjects to use them")
+    return replace(settings, exclude=[*settings.exclude, *held]), held
+
+
+def _record_held_out(start: WarmStart, held: list[str]) -> WarmStart:
+    start.metadata["extension"]["held_out_like_parent"] = held
+    return start
+
+
+def _settings(settings: TrainSettings, config: ModelConfig, terms: LossTerms, payload: dict,
+              force: bool = False) -> TrainSettings:
+    """The training settings with the enlarged network's modalities, width, latent, fusion, slice axis and the
+    parent's normaliser."""
     return replace(settings, inputs=list(config.inputs), outputs=list(config.outputs), width=config.width,
                    latent=config.latent, fusion=config.fusion, slice_axis=config.slice_axis, terms=terms,
-                   input_dropout=False)
+                   input_dropout=False, normaliser=normaliser_for(payload["metadata"]).name,
+                   force=force or settings.force)
 
 
 def add_decoder(parent: Path, output: str, settings: TrainSettings, force: bool = False,
@@ -80,9 +114,10 @@ def add_decoder(parent: Path, output: str, settings: TrainSettings, force: bool 
         raise InputError(f"{parent}: the model already has a decoder for {output} (its outputs: "
                          f"{', '.join(config.outputs)})")
     _check_paths(parent, settings, force)
+    settings, held = hold_out_like_parent(parent, payload, settings, reporter)
     enlarged = replace(config, outputs=[*config.outputs, output])
-    start = _warm_start(parent, payload, enlarged, "decoders", output)
-    decoder_settings = replace(_settings(settings, enlarged, DECODER_TERMS), outputs=[output])
+    start = _record_held_out(_warm_start(parent, payload, enlarged, "decoders", output), held)
+    decoder_settings = replace(_settings(settings, enlarged, DECODER_TERMS, payload, force), outputs=[output])
     return train(decoder_settings, reporter, start)
 
 
@@ -99,9 +134,10 @@ def add_encoder(parent: Path, modality: str, settings: TrainSettings, force: boo
     if config.lesion_channel:
         raise CheckpointError(f"{parent}: adding an encoder to a model with a lesion channel is not supported")
     _check_paths(parent, settings, force)
+    settings, held = hold_out_like_parent(parent, payload, settings, reporter)
     enlarged = replace(config, inputs=[*config.inputs, modality])
-    start = _warm_start(parent, payload, enlarged, "encoders", modality)
-    return train(_settings(settings, enlarged, ENCODER_TERMS), reporter, start)
+    start = _record_held_out(_warm_start(parent, payload, enlarged, "encoders", modality), held)
+    return train(_settings(settings, enlarged, ENCODER_TERMS, payload, force), reporter, start)
 
 
 def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = False,
@@ -140,4 +176,4 @@ def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = Fals
         "(first-layer weights for it zero, so the start is exactly the parent), then trained with every part free "
         f"on the subjects' lesion masks (source: {settings.lesion_source}; a subject without a mask has none)."])
     start = WarmStart(config=enlarged, prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
-    return train(replace(_settings(settings, enlarged, settings.terms), lesion_channel=True), reporter, start)
+    return train(replace(_settings(settings, enlarged, settings.terms, payload, force), lesion_channel=True), reporter, start)

@@ -102,40 +102,52 @@ def _source_subject(folder: Path, target: str) -> tuple[np.ndarray, np.ndarray, 
     """A source subject's real target image, lesion mask, brain mask and T1 (RAS+, target brain-mean units)."""
     from ..data.subjects import discover_subjects, load_subject
 
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: --source-subject is not a folder (give the subject folder the mask came from)")
     found = [s for s in discover_subjects(folder.parent) if s.name == folder.name]
     if not found:
-        raise InputError(f"{folder}: not a subject folder with NIfTI volumes")
+        raise InputError(f"{folder}: --source-subject is not a subject folder with NIfTI volumes")
+    needed = [m for m in dict.fromkeys([target, "t1"]) if m not in found[0].files]
+    if needed:
+        raise InputError(f"{folder}: --source-subject has no {' and no '.join(needed)} volume (it needs the target "
+                         f"{target}, t1 and lesion.nii.gz)")
     loaded = load_subject(found[0], [target, "t1"], lesion_source="expert")
     if not loaded.lesion.any():
         raise InputError(f"{folder}: has no expert lesion mask (lesion.nii.gz) to compare with")
-    return loaded.volumes[target], loaded.lesion, loaded.mask, loaded.volumes["t1"]
+    return loaded.targets[target], loaded.lesion, loaded.mask, loaded.targets["t1"]
 
 
 def add_lesion(inputs: dict[str, Path], lesion_mask: Path, target: str, out: Path, model_path: Path,
                lesion_ref: Path | None = None, mask_out: Path | None = None, source_subject: Path | None = None,
                preview: Path | None = None, device: str = "auto", batch_size: int = 0, force: bool = False,
                reporter: Reporter | None = None) -> AddLesionResult:
-    """Synthesise `target` from the inputs with the lesions of `lesion_mask` drawn in, and measure them."""
+    """Synthesise `target` from the inputs with the lesions of `lesion_mask` drawn in, and measure them.
+
+    Every argument (the model, the target, the outputs, the source subject, the mask's grid) is checked before the
+    synthesis, and the measures are computed before anything is written: a refusal leaves no file behind."""
     from ..io.checkpoint import load_checkpoint
-    from .synthesize import check_outputs, synthesize, write_outputs
+    from .synthesize import check_outputs, check_request, synthesize, write_outputs
 
     config = load_checkpoint(model_path)["config"]
     if not config.get("lesion_channel"):
         raise CheckpointError(f"{model_path}: not a lesion-aware model (train one with --lesion-channel)")
+    if target in inputs:
+        raise InputError(f"--target: {target} was given as an input (--{target} {inputs[target]}); to synthesise "
+                         f"it from the other inputs, leave --{target} out")
+    check_request(config["inputs"], config["outputs"], list(inputs), [target], model_path)
     extra = [p for p in (mask_out, preview) if p is not None]
     check_outputs([out, *extra], [*inputs.values(), lesion_mask, *([lesion_ref] if lesion_ref else [])], force)
-    first = next(m for m in config["inputs"] if m in inputs) if any(m in inputs for m in config["inputs"]) else None
-    if first is None:
-        raise InputError("give at least one input the model has an encoder for")
+    source = _source_subject(Path(source_subject), target) if source_subject else (None, None, None, None)
+    first = next(m for m in config["inputs"] if m in inputs)
     transferred = transfer_lesion_mask(Path(lesion_mask), load_volume(inputs[first]), lesion_ref)
     result = synthesize(inputs, [target], model_path, device, batch_size, reporter, lesion=transferred.mask)
+    synthetic = result.outputs[target]
+    t1 = load_normalised(inputs["t1"], result.mask) if "t1" in inputs else None  # for white matter
+    report = lesion_report(synthetic, transferred.mask, result.mask, t1, *source)
     write_outputs(result, {target: out}, force)
     if mask_out is not None:
         save_like(transferred.mask.astype(np.uint8), result.reference, mask_out, force=force, dtype=np.uint8)
-    synthetic = result.outputs[target]
-    t1 = load_normalised(inputs["t1"], result.mask) if "t1" in inputs else None  # for white matter
-    source = _source_subject(Path(source_subject), target) if source_subject else (None, None, None, None)
-    report = lesion_report(synthetic, transferred.mask, result.mask, t1, *source)
     if preview is not None:
         window = float(np.percentile(synthetic[result.mask], 99.5))
         columns = {m: load_normalised(p, result.mask) for m, p in inputs.items()}

@@ -30,10 +30,20 @@ def lesion_model_path() -> Path:
     return Path(__file__).resolve().parents[3] / "models" / "lesion.pt"
 
 
+def check_finite_weights(path: Path, state_dict: dict) -> None:
+    """Refuse a checkpoint whose weights hold NaN or Inf, naming the first bad tensor."""
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise CheckpointError(f"{path}: corrupt weights: tensor '{name}' holds {bad} NaN or Inf values")
+
+
 def load_model(path: str | Path | None, device: torch.device) -> tuple[SynthesisNet, dict]:
     """Rebuild the network a checkpoint describes, load its weights, and return it in eval mode with its payload."""
     path = Path(path) if path else default_model_path()
     payload = load_checkpoint(path)
+    check_finite_weights(path, payload["state_dict"])
     try:
         config = ModelConfig.from_dict(payload["config"])
         model = SynthesisNet(config)

@@ -78,9 +78,9 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
     if options.spacing < 0:
         raise InputError(f"--spacing must be >= 0 (got {options.spacing})")
     out_dir = Path(out_dir)
-    folder_unusable = not out_dir.is_dir() if out_dir.exists() else not out_dir.parent.is_dir()
-    if folder_unusable:
-        raise OutputError(f"{out_dir}: output folder cannot be created (its parent does not exist or it is a file)")
+    blocking = next((part for part in (out_dir, *out_dir.parents) if part.exists() and not part.is_dir()), None)
+    if blocking is not None:  # a missing folder (and missing parents) is created when the outputs are written
+        raise OutputError(f"{out_dir}: output folder cannot be created ({blocking} is a file)")
     modalities = [reference] + [m for m in inputs if m != reference]
     paths = output_paths(out_dir, modalities, reference)
     given = list(inputs.values()) + ([options.mask] if options.mask else [])
@@ -167,7 +167,7 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
 
     # write
     started = time.perf_counter()
-    out_dir.mkdir(exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if transforms:
         (out_dir / "transforms").mkdir(exist_ok=True)
     ref_volume = volumes[reference]

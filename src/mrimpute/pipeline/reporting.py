@@ -9,8 +9,9 @@ class Reporter:
     def start(self, description: str, total: int) -> None:
         """A task of `total` steps begins."""
 
-    def advance(self, steps: int = 1) -> None:
-        """Steps of the current task are done."""
+    def advance(self, steps: int = 1, note: str = "") -> None:
+        """Steps of the current task are done; `note` says what (e.g. a subject and its outcome), shown as a line
+        where there is no live progress bar (a log file)."""
 
     def finish(self) -> None:
         """The current task is done."""

@@ -3,6 +3,7 @@ several), restore the grid; the uncertainty and fusion maps come from the same l
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -11,13 +12,14 @@ import numpy as np
 import torch
 
 from ..config import SLICE_AXES
-from ..data.intensity import bounding_box, crop_padded, foreground_mask, normalise, paste
+from ..data.intensity import bounding_box, crop_padded, paste
+from ..data.normaliser import Normaliser, Scaling, as_input, findings, normaliser_for
 from ..data.lesions import load_lesion_mask
 from ..errors import CheckpointError, InputError, OutputError
-from ..io.atomic import check_writable, refuse_overwrite
+from ..io.atomic import check_output_extension, check_writable, refuse_overwrite
 from ..io.checkpoint import load_checkpoint
-from ..io.nifti import Volume, check_same_grid, load_volume, save_like
-from ..modalities import KNOWN_MODALITIES, canonical_modality
+from ..io.nifti import Volume, check_same_grid, load_volume, require_brain, require_finite, save_like
+from ..modalities import canonical_modality, is_synthetic_name, modality_from_filename
 from ..model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet
 from .device import resolve_device
 from .latent_maps import check_explainable, decoding_spread, fusion_winner
@@ -36,12 +38,15 @@ class SynthesisResult:
     outputs: dict[str, np.ndarray]
     mask: np.ndarray
     reference: Volume
-    factors: dict[str, float]
+    factors: dict[str, float]  # each input's brain mean (paper units: divide a clipped input by it to compare)
     input_paths: list[Path]
     uncertainty: dict[str, np.ndarray] = field(default_factory=dict)  # per target, with uncertainty=True
     explanation: np.ndarray | None = None  # labels 1.. = inputs in `inputs` order, 0 = background
     inputs: list[str] = field(default_factory=list)
     views: list[str] = field(default_factory=list)
+    scalings: dict[str, Scaling] = field(default_factory=dict)  # how each input became model units
+    findings: dict[str, list[str]] = field(default_factory=dict)  # per input: what a user should be warned of
+    normaliser: str = ""
 
 
 class Product(NamedTuple):
@@ -68,14 +73,31 @@ def check_request(config_inputs: list[str], config_outputs: list[str], given: li
         raise InputError("no input volume given")
 
 
-def normalise_inputs(volumes: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
-    """The brain mask (union of the inputs' foregrounds) and each input divided by its mean over it."""
-    masks = {m: foreground_mask(v) for m, v in volumes.items()}
+@dataclass
+class NormalisedInputs:
+    """Inputs in encoder units, the brain mask (the union of their foregrounds), and how each was scaled."""
+
+    volumes: dict[str, np.ndarray]
+    mask: np.ndarray
+    scalings: dict[str, Scaling]
+    findings: dict[str, list[str]]
+
+    @property
+    def factors(self) -> dict[str, float]:
+        return {m: s.target_scale for m, s in self.scalings.items()}
+
+
+def normalise_inputs(volumes: dict[str, np.ndarray], normaliser: Normaliser = Normaliser(),
+                     voxel_ml: float = 0.001) -> NormalisedInputs:
+    """Each input as the model's encoders expect it (its checkpoint's normaliser), with what was noticed."""
+    masks = {m: normaliser.foreground(v) for m, v in volumes.items()}
     mask = np.logical_or.reduce(list(masks.values()))
-    normalised, factors = {}, {}
+    normalised, scalings, notes = {}, {}, {}
     for m, volume in volumes.items():
-        normalised[m], factors[m] = normalise(volume, mask & masks[m])
-    return normalised, mask, factors
+        scalings[m] = normaliser.scaling(volume, mask & masks[m])
+        normalised[m] = as_input(volume, mask & masks[m], scalings[m])
+        notes[m] = findings(volume, mask & masks[m], scalings[m], voxel_ml)
+    return NormalisedInputs(normalised, mask, scalings, notes)
 
 
 def auto_batch_size(height: int, width: int) -> int:
@@ -203,7 +225,7 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
     brain's box itself (faster; see plane_box).
     """
     torch_device = resolve_device(device)
-    model, _ = load_model(model_path, torch_device)
+    model, payload = load_model(model_path, torch_device)
     config = model.config
     check_request(config.inputs, config.outputs, list(inputs), targets, model_path or "default model")
     if explain:
@@ -211,15 +233,21 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
     ordered = [m for m in config.inputs if m in inputs]
     volumes = {m: load_volume(inputs[m]) for m in ordered}
     check_same_grid(list(volumes.values()))
+    normaliser = normaliser_for(payload["metadata"])
     for volume in volumes.values():
-        if not foreground_mask(volume.data).any():
-            raise InputError(f"{volume.path}: the volume is empty (no voxel above zero)")
+        require_brain(volume)
     if lesion is not None and not config.lesion_channel:
         raise CheckpointError(f"{model_path or 'default model'}: the model has no lesion channel; a lesion mask "
                               "needs a model trained with --lesion-channel")
     if isinstance(lesion, (str, Path)):
         lesion = load_lesion_mask(lesion, volumes[ordered[0]])
-    normalised, mask, factors = normalise_inputs({m: v.data for m, v in volumes.items()})
+    reference = volumes[ordered[0]]
+    voxel_ml = float(abs(np.linalg.det(reference.affine[:3, :3]))) / 1000.0
+    try:
+        prepared = normalise_inputs({m: v.data for m, v in volumes.items()}, normaliser, voxel_ml)
+    except ValueError as exc:
+        raise InputError(f"{reference.path}: {exc}") from None
+    normalised, mask = prepared.volumes, prepared.mask
     subset = tuple(ordered)
     kinds = ["synthesis"] + (["uncertainty"] if uncertainty else [])
     products = [Product(kind, subset, t) for t in targets for kind in kinds] + \
@@ -228,49 +256,76 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
     results = merge_views([synthesize_products(model, normalised, mask, products, torch_device, batch_size, reporter,
                                                axis, lesion, exact) for axis in views], merge)
     return SynthesisResult(outputs={t: results[Product("synthesis", subset, t)] for t in targets}, mask=mask,
-                           reference=volumes[ordered[0]], factors=factors,
+                           reference=volumes[ordered[0]], factors=prepared.factors,
                            input_paths=[v.path for v in volumes.values()],
                            uncertainty={t: results[Product("uncertainty", subset, t)] for t in targets if uncertainty},
                            explanation=results[Product("explain", subset)] if explain else None,
-                           inputs=list(ordered), views=list(views))
+                           inputs=list(ordered), views=list(views), scalings=prepared.scalings,
+                           findings={str(volumes[m].path): prepared.findings[m] for m in ordered if prepared.findings[m]},
+                           normaliser=normaliser.name)
 
 
 def check_outputs(paths: list[Path], inputs: list[Path], force: bool) -> None:
-    """Before any work: refuse to overwrite an input, an existing output without force, or an unwritable folder."""
+    """Before any work: refuse to overwrite an input, a real scan of the subject (even with force), an existing
+    output without force, or an unwritable folder."""
+    for path in paths:
+        check_output_extension(Path(path))
     refuse_overwrite(paths, inputs, force)
+    refuse_real_scans(paths, inputs)
     for path in paths:
         check_writable(Path(path), force)
 
 
+def refuse_real_scans(paths: list[Path], inputs: list[Path]) -> None:
+    """Refuse, even with --force, to replace an existing file that is one of the subject's real contrasts: beside
+    an input and named as a contrast (`flair.nii.gz`, `sub-01_FLAIR.nii.gz`) without a synthetic marker (`synth`)."""
+    input_folders = {os.path.realpath(Path(p).parent) for p in inputs}
+    for path in map(Path, paths):
+        if not path.is_file() or os.path.realpath(path.parent) not in input_folders or is_synthetic_name(path.name):
+            continue
+        contrast = modality_from_filename(path.name)
+        if contrast is not None:
+            raise OutputError(f"{path}: is the subject's real {contrast} (named as a real scan, beside the inputs); "
+                              "a synthetic contrast never replaces it, even with --force: write it under another "
+                              f"name (e.g. {contrast}_synth.nii.gz)")
+
+
 def plan_outputs(model_path: Path, given: dict[str, Path], out: Path | None, target: str | None,
                  out_dir: Path | None) -> dict[str, Path]:
-    """Which target goes to which file: --out (target from --target, the file name, or the only one missing),
-    or --out-dir (every output of the model not given as input, as <dir>/<contrast>.nii.gz)."""
+    """Which target goes to which file: --out (target from --target, the file name -- `flair_synth.nii.gz`, BIDS
+    `sub-01_FLAIR`, `sub-01_desc-synth_FLAIR`, `*_ce-gd_T1w` = t1c -- or the only one missing), or --out-dir
+    (every output of the model not given as input, as <dir>/<contrast>_synth.nii.gz: named as synthetic, never as
+    a real scan). A target that was given as an input is refused. Folders are not checked here: the caller creates
+    missing ones (io.folders)."""
     config = load_checkpoint(model_path)["config"]
     check_request(config["inputs"], config["outputs"], list(given), [], model_path)
     missing = [m for m in config["outputs"] if m not in given]
     if (out is None) == (out_dir is None):
         raise InputError("give either --out FILE (one contrast) or --out-dir DIR (every missing contrast)")
     if out is not None:
-        stem = out.name.split(".")[0].lower()
+        named = modality_from_filename(out.name)
         if target:
             chosen = canonical_modality(target)
-        elif stem in KNOWN_MODALITIES:
-            chosen = stem
+        elif named is not None:
+            chosen = named
         elif len(missing) == 1:
             chosen = missing[0]
         else:
-            raise InputError(f"{out}: say which contrast to write with --target (one of {', '.join(missing)})")
+            raise InputError(f"{out}: say which contrast to write with --target (one of {', '.join(missing)}); the "
+                             "file name does not say (e.g. flair_synth.nii.gz, sub-01_desc-synth_FLAIR.nii.gz)")
+        if chosen in given:
+            raise InputError(f"{'--target' if target else out}: {chosen} was given as an input (--{chosen} "
+                             f"{given[chosen]}); to synthesise it from the other inputs, leave --{chosen} out")
         check_request(config["inputs"], config["outputs"], list(given), [chosen], model_path)
         return {chosen: out}
-    if not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: output folder does not exist")
     if not missing:
         raise InputError(f"{model_path}: every output of the model was given as input; nothing to synthesise")
-    return {m: out_dir / f"{m}.nii.gz" for m in missing}
+    return {m: out_dir / f"{m}_synth.nii.gz" for m in missing}
 
 
 def write_outputs(result: SynthesisResult, paths: dict[str, Path], force: bool = False) -> list[Path]:
     """Write each synthesised target on the reference input's grid, atomically."""
     check_outputs(list(paths.values()), result.input_paths, force)
+    for target, path in paths.items():
+        require_finite(result.outputs[target], path)
     return [save_like(result.outputs[t], result.reference, p, force=force) for t, p in paths.items()]
