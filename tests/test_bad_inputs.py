@@ -185,9 +185,10 @@ def test_out_dir_writes_every_missing_contrast(subject: dict[str, Path], random_
     code, stderr, crash = run_synth("--t1", subject["t1"], "--t2", subject["t2"], "--out-dir", out_dir,
                                     "--model", random_model)
     assert crash is None and code == 0, stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["flair.nii.gz", "t1c.nii.gz"]
+    # named as synthetic, never as a real scan (issue 18)
+    assert sorted(p.name for p in out_dir.glob("*.nii.gz")) == ["flair_synth.nii.gz", "t1c_synth.nii.gz"]
     reference = nib.load(subject["t1"])
-    for path in out_dir.iterdir():
+    for path in out_dir.glob("*.nii.gz"):
         written = nib.load(path)
         assert written.get_data_dtype() == np.float32
         assert_same_grid_header(written, reference)

@@ -103,7 +103,7 @@ def test_out_dir_reference_modality_and_overwrite_rules(session: dict, tmp_path:
     result = _synth(session, *args)
     assert result.exit_code == 0, result.output
     for name in ("t1c", "flair"):
-        _assert_same_header(tmp_path / f"{name}.nii.gz", session["raw"] / "t2.nii.gz")
+        _assert_same_header(tmp_path / f"{name}_synth.nii.gz", session["raw"] / "t2.nii.gz")
     again = _synth(session, *args)
     assert again.exit_code == 1 and "use --force" in again.output and "Traceback" not in again.output
     assert _synth(session, *args, "--force").exit_code == 0

@@ -120,7 +120,7 @@ def test_synth_writes_the_maps_on_the_reference_grid(tmp_path: Path, live_model:
     assert again.exit_code == 1 and "--force" in again.output and "Traceback" not in again.output
     several = RUNNER.invoke(app, args + ["--out-dir", str(tmp_path), "--uncertainty", str(tmp_path / "u2.nii.gz")])
     assert several.exit_code == 1 and "maps one target" in several.output
-    assert not (tmp_path / "t1c.nii.gz").exists()  # refused before any work
+    assert not (tmp_path / "t1c_synth.nii.gz").exists()  # refused before any work
 
 
 def test_eval_reports_uncertainty_error_correlations(tmp_path: Path, live_model: Path) -> None:

@@ -20,6 +20,7 @@ class ModelConfig:
     lesion_channel: bool = False
     slice_axis: str = "axial"
     extra: dict = field(default_factory=dict)
+    error_heads: list[str] = field(default_factory=list)  # outputs with a learnt |error| head (uncertainty maps)
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -30,6 +31,8 @@ class ModelConfig:
             raise ValueError(f"unknown slice axis '{self.slice_axis}'")
         if self.width <= 0:
             raise ValueError("width must be positive")
+        if set(self.error_heads) - set(self.outputs):
+            raise ValueError("an error head needs the output it predicts the error of")
 
     @property
     def encoder_latent(self) -> int:

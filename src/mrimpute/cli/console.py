@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console, Group, RenderableType
-from rich.measure import Measurement
+from rich.cells import cell_len
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -38,19 +38,29 @@ def _format(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _narrowest_width(rows: list[dict]) -> int:
+    """The width of a table of these rows with every column as narrow as its longest word (header or cell), with
+    the cell padding and the borders: narrower, rich would cut words in two."""
+    words = [[str(key), *(_format(row[key]) for row in rows if key in row)] for key in rows[0]]
+    widest = [max((cell_len(word) for text in column for word in text.split() or [""]), default=0)
+              for column in words]
+    return sum(widest) + 3 * len(widest) + 1
+
+
 def make_table(title: str, rows: list[dict]) -> RenderableType:
     """A rich table with one column per key of the rows; where the console is too narrow for its longest words
-    (a log, an 80-column terminal), the rows as `key: value` lines instead, so that no word is cut in two."""
+    (a log, an 80-column terminal), the rows as `key: value` lines instead, wrapped between words (only a word
+    longer than the console's width, e.g. a long path, is folded)."""
     table = Table(title=title)
     for key in rows[0] if rows else []:
         table.add_column(str(key), justify="right", overflow="fold")  # fold long paths, never elide them
     for row in rows:
         table.add_row(*(_format(v) for v in row.values()))
-    if not rows or Measurement.get(console, console.options, table).minimum <= console.width:
+    if not rows or _narrowest_width(rows) <= console.width:
         return table
     lines = [Text(title, style="italic")]
     for row in rows:
-        lines.append(Text("  ".join(f"{k}: {_format(v)}" for k, v in row.items()), no_wrap=False, overflow="ignore"))
+        lines.append(Text("  ".join(f"{k}: {_format(v)}" for k, v in row.items()), no_wrap=False, overflow="fold"))
     return Group(*lines)
 
 

@@ -34,8 +34,6 @@ FORCE = typer.Option(False, help="Overwrite an existing --out.")
 def _extend(kind: str, model: Path, modality: str, data: Path, out: Path, epochs: int, steps_per_epoch: int,
             batch_size: int, crop: int, lr: float, seed: int, device: str, patience: int, exclude: str,
             val_subjects: str, time_limit: float, threads: int, resume: bool, force: bool, subjects: str = "") -> None:
-    import torch
-
     from ..errors import InputError
     from ..pipeline.extend import add_decoder, add_encoder
     from ..pipeline.train import TrainSettings

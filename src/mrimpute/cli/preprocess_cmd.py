@@ -29,9 +29,11 @@ def preprocess_command(
                                                         "(kept when its metric is better)."),
     n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of every scan."),
     mask: Optional[Path] = typer.Option(None, help="Brain mask on the reference's space (default: a computed "
-                                                   "head/foreground mask, NOT a skull strip)."),
-    skull_strip: bool = typer.Option(False, "--skull-strip", help="Zero every output outside the mask (with the "
-                                                                 "computed mask this only removes background)."),
+                                                   "head/foreground mask, or with --skull-strip a brain mask)."),
+    skull_strip: bool = typer.Option(False, "--skull-strip", help="Brain extraction: zero every output outside the "
+                                                                 "brain (deepbet's mask of the T1 or T1c scan on the "
+                                                                 "output grid, written as brainmask.nii.gz; or "
+                                                                 "--mask when given)."),
     threads: int = typer.Option(2, min=0, help="SimpleITK threads (0: SimpleITK's default)."),
     min_overlap: float = typer.Option(0.7, help="Refuse a scan whose head mask overlaps the reference's less "
                                                 "(Dice) after registration."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .console import console, make_table, reporting, run_guarded
+from .console import console, error_console, make_table, reporting, run_guarded
 
 INPUT_HELP = "Input volume ({name}), co-registered with the other inputs."
 
@@ -52,6 +52,11 @@ def synth_command(
                                              "write the outputs on this modality's ORIGINAL raw grid and header."),
     manifest: Optional[Path] = typer.Option(None, help="With --native-ref: the preprocess manifest (default: "
                                             "manifest.json beside the first input)."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse (exit 1, nothing written) inputs that draw a warning "
+                                "(z-scored or min-max scaled, a head around the brain, clipped outliers)."),
+    skull_strip: bool = typer.Option(False, "--skull-strip", help="Brain-extract first: deepbet's mask of the T1 "
+                                     "(else T1c) input, applied to every input (for heads that are not "
+                                     "skull-stripped; the model expects brains)."),
 ) -> None:
     """Synthesise missing contrasts; outputs keep the first input's grid and header (float32, mean-normalised)."""
 
@@ -61,7 +66,8 @@ def synth_command(
                   "--uncertainty": uncertainty, "--explain": explain, "--native-ref": native_ref,
                   "--manifest": manifest, "--no-exact": None if exact else True}
         run_guarded(lambda: _dataset_job(dataset, [name for name, value in single.items() if value is not None],
-                                         out, model, device, batch_size, threads, force, dry_run, jobs))
+                                         out, model, device, batch_size, threads, force, dry_run, jobs, strict,
+                                         skull_strip))
         return
 
     def job() -> None:
@@ -89,18 +95,41 @@ def synth_command(
         maps = plan_maps(paths, uncertainty, explain)
         view_axes = parse_views(axis, views, merge)
         native = plan_native(native_ref, manifest, given, {"--uncertainty": uncertainty, "--explain": explain})
+        from ..errors import MrimputeError
+        from ..io.checksum import sha256_file
         from ..io.folders import ensure_parent_folders
+        from ..io.sidecar import result_sidecar, sidecar_path, write_sidecar
+        from ..pipeline.cohort import refuse_findings
 
+        sidecars = {t: sidecar_path(p) for t, p in paths.items()}  # provenance beside each synthesis
+        _refuse_collisions(paths, maps, sidecars)
+        if skull_strip:
+            from ..preprocess.skullstrip import choose_source
+
+            choose_source(given, next(iter(given.values())))
+        created = _missing_folders(list(paths.values()) + list(maps.values()))
         ensure_parent_folders(list(paths.values()) + list(maps.values()))  # missing output folders are created
-        check_outputs(list(paths.values()) + list(maps.values()),
-                      list(given.values()) + ([native.raw.path] if native else []), force)
-        with reporting() as reporter:
-            result = synthesize(given, list(paths), model_path, device, batch_size, reporter, views=view_axes,
-                                merge=merge, uncertainty=uncertainty is not None, explain=explain is not None,
-                                lesion=lesion_mask, exact=exact)
-        written = (write_native_outputs(result.outputs, result.reference, paths, native, force) if native
-                   else write_outputs(result, paths, force))
+        try:
+            check_outputs(list(paths.values()) + list(maps.values()) + list(sidecars.values()),
+                          list(given.values()) + ([native.raw.path] if native else []), force)
+            with reporting() as reporter:
+                result = synthesize(given, list(paths), model_path, device, batch_size, reporter, views=view_axes,
+                                    merge=merge, uncertainty=uncertainty is not None, explain=explain is not None,
+                                    lesion=lesion_mask, exact=exact, skull_strip=skull_strip,
+                                    check_findings=refuse_findings if strict else None)
+        except MrimputeError:
+            _remove_empty(created)  # a refusal leaves nothing behind, not even the folders made for the outputs
+            raise
+        for path, messages in result.findings.items():
+            for message in messages:
+                warn(f"{path}: {message}")
+        written = (write_native_outputs(result.outputs, result.reference, paths, native, force, result.inputs)
+                   if native else write_outputs(result, paths, force))
         written_maps = write_maps(result, maps, force)
+        model_sum = sha256_file(model_path)
+        inputs = [{"modality": m, "path": str(p), "sha256": sha256_file(p)} for m, p in given.items()]
+        for target_name, side in sidecars.items():
+            write_sidecar(side, result_sidecar(target_name, result, inputs, model_path, model_sum), force)
         inputs_used = "+".join(result.factors)
         console.print(make_table("synthesised", [{"contrast": t, "file": str(p), "from": inputs_used}
                                                  for t, p in zip(paths, written)]
@@ -110,8 +139,48 @@ def synth_command(
     run_guarded(job)
 
 
+def warn(text: str) -> None:
+    """One warning line on stderr: `warning: <file>: <message>`."""
+    from rich.markup import escape
+
+    error_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _refuse_collisions(paths: dict, maps: dict, sidecars: dict) -> None:
+    """A sidecar may not be another output (e.g. --explain E.nii.gz writes E.json)."""
+    import os
+
+    from ..errors import InputError
+
+    taken = {os.path.realpath(p): name for name, p in [*paths.items(), *maps.items()]}
+    for target_name, side in sidecars.items():
+        if os.path.realpath(side) in taken:
+            raise InputError(f"{side}: would be written twice (as the sidecar of {target_name} and as "
+                             f"{taken[os.path.realpath(side)]}); choose other names")
+
+
+def _missing_folders(paths: list[Path]) -> list[Path]:
+    """Folders (and parents) of the outputs that do not exist yet, deepest first."""
+    missing: set[Path] = set()
+    for path in paths:
+        for folder in Path(path).absolute().parents:
+            if folder.exists():
+                break
+            missing.add(folder)
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], model: Optional[Path], device: str,
-                 batch_size: int, threads: int, force: bool, dry_run: bool, jobs: int) -> None:
+                 batch_size: int, threads: int, force: bool, dry_run: bool, jobs: int, strict: bool = False,
+                 skull_strip: bool = False) -> None:
     """`synth --dataset ROOT`: every missing contrast of every subject, as a BIDS derivative."""
     import torch
 
@@ -126,7 +195,8 @@ def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], mod
 
         set_threads(threads)
     with reporting() as reporter:
-        rows = run_cohort(dataset, out, model, device, batch_size, dry_run, jobs, force, reporter)
+        rows = run_cohort(dataset, out, model, device, batch_size, dry_run, jobs, force, reporter, strict=strict,
+                          skull_strip=skull_strip, warn=warn)
     counts = {status: sum(row["status"] == status for row in rows)
               for status in ("planned", "done", "skipped", "failed")}
     console.print(make_table("dry run: planned outputs" if dry_run else "dataset synthesis", rows))

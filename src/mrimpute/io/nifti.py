@@ -247,10 +247,19 @@ def check_same_grid(volumes: list[Volume]) -> None:
                 "the inputs are not on one grid (co-register them first)")
 
 
+DESCRIP_BYTES = 79  # NIfTI-1 descrip is char[80]: at most 79 bytes and a terminating NUL
+
+
+def fit_descrip(text: str) -> bytes:
+    """A description as a NIfTI descrip: ASCII (other characters as '?'), cut to DESCRIP_BYTES."""
+    return text.encode("ascii", "replace")[:DESCRIP_BYTES]
+
+
 def save_like(data_canonical: np.ndarray, reference: Volume, path: str | Path, force: bool = False,
-              dtype: type = np.float32) -> Path:
+              dtype: type = np.float32, descrip: str | None = None) -> Path:
     """Write a RAS+ array on the reference's grid: same shape, affine, qform/sform and codes; float32 voxels
-    (or `dtype`, e.g. uint8 for a label volume)."""
+    (or `dtype`, e.g. uint8 for a label volume). cal_min/cal_max are the written array's own range (never the
+    reference's display window); `descrip` replaces the reference's description (cut to 79 bytes)."""
     path = Path(path)
     array = apply_orientation(data_canonical, _from_canonical_transform(reference.affine))
     if tuple(array.shape) != reference.shape:
@@ -262,6 +271,11 @@ def save_like(data_canonical: np.ndarray, reference: Volume, path: str | Path, f
     header["pixdim"][4:] = unused_pixdim  # set_data_shape resets them to 1; scanners often write 0
     image = type(reference.image)(np.asarray(array, dtype=dtype), reference.image.affine, header)
     image.header.set_slope_inter(1.0, 0.0)
+    finite = np.asarray(array)[np.isfinite(array)] if np.size(array) else np.zeros(1)
+    image.header["cal_min"] = float(finite.min()) if finite.size else 0.0
+    image.header["cal_max"] = float(finite.max()) if finite.size else 0.0
+    if descrip is not None:
+        image.header["descrip"] = fit_descrip(descrip)
 
     def _write(tmp: Path) -> None:
         nib.save(image, str(tmp))

@@ -236,6 +236,8 @@ class SynthesisNet(nn.Module):
         self.decoders = nn.ModuleDict({m: Decoder(config.latent, config.width) for m in config.outputs})
         if config.fusion == "mean-max":  # per latent channel, the logit of max's share (0: halfway to the mean)
             self.fusion_mix = nn.Parameter(torch.zeros(config.latent))
+        if config.error_heads:  # per output, a decoder of the fused latent to the expected absolute error
+            self.error_heads = nn.ModuleDict({m: Decoder(config.latent, config.width) for m in config.error_heads})
 
     def encode(self, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Latent image of each given input (N, C, H, W) -> (N, L, H, W); each encoder runs once."""
@@ -250,6 +252,10 @@ class SynthesisNet(nn.Module):
         if self.config.fusion == "output-mean":
             return torch.stack([decoder(z) for z in latents], dim=0).mean(dim=0)
         return decoder(self.fuse(latents))
+
+    def expected_error(self, latents: list[torch.Tensor], output: str) -> torch.Tensor:
+        """The learnt head's expected absolute error of `output` decoded from the fusion of the given latents."""
+        return self.error_heads[output](self.fuse(latents))
 
     def forward(self, images: dict[str, torch.Tensor], outputs: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Synthesise each requested output (default: all) from whichever inputs are given."""

@@ -42,7 +42,8 @@ from .device import autocast, choose_precision, grad_scaler, resolve_device, set
 from .model_loading import default_model_path, load_model
 from .reporting import Reporter
 from .synthesize import normalise_inputs, synthesize_subsets
-from .train import Stepper, TrainSettings, train_step
+from .train_settings import TrainSettings
+from .train_steps import Stepper, train_step
 
 MODALITIES = ["t1", "t1c", "t2", "flair"]
 INPUTS = ("t1", "t1c", "t2")
@@ -179,7 +180,8 @@ def _timed(run, repeats: int, device: torch.device) -> tuple[list[float], list[f
 
 def _normalised_inputs(case: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
     subject = _subject(case["subject"])
-    inputs, mask, _ = normalise_inputs({m: load_volume(subject.files[m]).data for m in INPUTS})
+    prepared = normalise_inputs({m: load_volume(subject.files[m]).data for m in INPUTS})
+    inputs, mask = prepared.volumes, prepared.mask
     return inputs, mask
 
 

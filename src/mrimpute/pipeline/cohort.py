@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -17,8 +17,9 @@ from .. import __version__
 from ..data.bids import SKIPPED_FOLDERS, DatasetSubject, discover_dataset
 from ..errors import InputError, MrimputeError, OutputError
 from ..io.atomic import output_exists, write_atomically
-from ..io.checkpoint import card_path, load_checkpoint
+from ..io.checkpoint import load_checkpoint
 from ..io.checksum import sha256_file
+from ..io.sidecar import OUTPUT_UNITS, result_sidecar, sidecar_path, write_sidecar
 from .device import resolve_device
 from .model_loading import default_model_path
 from .reporting import Reporter
@@ -26,7 +27,7 @@ from .synthesize import synthesize, write_outputs
 
 DERIVATIVE_NAME = "mrimpute"
 BIDS_VERSION = "1.9.0"
-NORMALISATION = "mean over brain = 1"
+NORMALISATION = OUTPUT_UNITS
 # canonical modality -> (extra entities before desc, BIDS suffix)
 OUTPUT_NAMES = {"t1": ("", "T1w"), "t1c": ("_ce-gd", "T1w"), "t2": ("", "T2w"), "flair": ("", "FLAIR"),
                 "pd": ("", "PDw"), "dwi": ("", "dwi")}
@@ -48,11 +49,6 @@ def output_path(deriv_root: Path, entry: DatasetSubject, target: str) -> Path:
         folder = folder / f"ses-{entry.session}"
     entities, suffix = OUTPUT_NAMES[target]
     return folder / "anat" / f"{entry.name}{entities}_desc-synth_{suffix}.nii.gz"
-
-
-def sidecar_path(nifti: Path) -> Path:
-    """The JSON sidecar beside a .nii.gz output."""
-    return nifti.with_name(nifti.name.removesuffix(".nii.gz") + ".json")
 
 
 def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[CohortTask], list[dict], list[str]]:
@@ -199,33 +195,39 @@ def write_dataset_description(deriv_root: Path) -> None:
                        "GeneratedBy": [{"Name": "mrimpute", "Version": __version__}]}, force=False)
 
 
+def refuse_findings(findings: dict[str, list[str]]) -> None:
+    """`synth --strict`: the first warning about an input, as a one-line error (nothing is written)."""
+    notes = [(path, message) for path, messages in findings.items() for message in messages]
+    if notes:
+        path, message = notes[0]
+        more = f" (and {len(notes) - 1} more warning(s))" if len(notes) > 1 else ""
+        raise InputError(f"{path}: {message}{more}; --strict refuses inputs with warnings")
+
+
 def process_task(task: CohortTask, root: Path, model_path: Path, model_sum: str, device: str, batch_size: int,
-                 force: bool) -> list[dict]:
-    """Synthesise one subject's missing outputs that are not up to date; any user error fails the subject only."""
+                 force: bool, strict: bool = False, skull_strip: bool = False) -> tuple[list[dict], list[str]]:
+    """Synthesise one subject's missing outputs that are not up to date; any user error fails the subject only.
+    Returns its rows and the warnings about its inputs (`<file>: <message>`, also recorded in the sidecars)."""
     entry = task.entry
+    warnings: list[str] = []
     try:
         rows, todo, input_sums = decide_outputs(task, root, model_sum, force)
         if todo:
-            result = synthesize(task.inputs, list(todo), model_path, device, batch_size, None)
-            card = card_path(model_path)
+            result = synthesize(task.inputs, list(todo), model_path, device, batch_size, None,
+                                skull_strip=skull_strip, check_findings=refuse_findings if strict else None)
+            warnings = [f"{path}: {message}" for path, messages in result.findings.items() for message in messages]
+            inputs = [{"modality": m, "path": _relative(p, root), "sha256": input_sums[_relative(p, root)]}
+                      for m, p in task.inputs.items()]
             for target, path in todo.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # our own earlier output (sidecar stale or missing after a killed run) is redone without --force
                 write_outputs(result, {target: path}, force=True)
-                _write_json(sidecar_path(path), {
-                    "Description": f"{target} synthesised by mrimpute from {', '.join(task.inputs)}",
-                    "Inputs": [{"modality": m, "path": _relative(p, root), "sha256": input_sums[_relative(p, root)]}
-                               for m, p in task.inputs.items()],
-                    "Model": {"file": Path(model_path).name, "sha256": model_sum,
-                              "card": str(card) if card.is_file() else None},
-                    "MrimputeVersion": __version__,
-                    "Normalisation": NORMALISATION,
-                    "GeneratedAt": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                }, force=True)
+                write_sidecar(sidecar_path(path), result_sidecar(target, result, inputs, model_path, model_sum),
+                              force=True)
                 rows[target] = _row(entry, target, "done", _relative(path, root))
-        return [rows[t] for t in task.outputs]
+        return [rows[t] for t in task.outputs], warnings
     except (MrimputeError, OSError) as exc:
-        return [_row(entry, t, "failed", _failure_reason(entry, exc)) for t in task.outputs]
+        return [_row(entry, t, "failed", _failure_reason(entry, exc)) for t in task.outputs], warnings
 
 
 def subject_note(task: CohortTask, rows: list[dict]) -> str:
@@ -246,10 +248,13 @@ def _worker_init() -> None:
 
 def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | None = None, device: str = "auto",
                batch_size: int = 0, dry_run: bool = False, jobs: int = 1, force: bool = False,
-               reporter: Reporter | None = None) -> list[dict]:
+               reporter: Reporter | None = None, strict: bool = False, skull_strip: bool = False,
+               warn: Callable[[str], None] | None = None) -> list[dict]:
     """Plan, and unless dry_run synthesise, every missing contrast of every subject; returns one row per output
-    (status planned, done, skipped or failed, with a detail)."""
+    (status planned, done, skipped or failed, with a detail). Each warning about a subject's inputs goes to
+    `warn` as `<file>: <message>` (default: the reporter's messages); strict: a subject with one fails."""
     reporter = reporter or Reporter()
+    warn = warn or (lambda text: reporter.message(f"warning: {text}"))
     root = Path(root)
     deriv_root = Path(deriv_root) if deriv_root else root / "derivatives" / DERIVATIVE_NAME
     model_path = Path(model_path) if model_path else default_model_path()
@@ -276,14 +281,20 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
         if jobs > 1 and resolve_device(device).type == "cpu" and len(tasks) > 1:
             context = multiprocessing.get_context("spawn")  # no forking of a process whose torch threads run
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init) as pool:
-                futures = {pool.submit(process_task, task, root, model_path, model_sum, "cpu", batch_size, force): i
+                futures = {pool.submit(process_task, task, root, model_path, model_sum, "cpu", batch_size, force,
+                                       strict, skull_strip): i
                            for i, task in enumerate(tasks)}
                 for future in as_completed(futures):
-                    results[futures[future]] = future.result()
+                    results[futures[future]], notes = future.result()
+                    for note in notes:
+                        warn(note)
                     reporter.advance(note=subject_note(tasks[futures[future]], results[futures[future]]))
         else:
             for i, task in enumerate(tasks):
-                results[i] = process_task(task, root, model_path, model_sum, device, batch_size, force)
+                results[i], notes = process_task(task, root, model_path, model_sum, device, batch_size, force,
+                                                 strict, skull_strip)
+                for note in notes:
+                    warn(note)
                 reporter.advance(note=subject_note(task, results[i]))
     finally:
         reporter.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from ..preview import save_qc
 from .reporting import Reporter
 from .synthesize import check_outputs, synthesize, write_outputs
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample" / "ms07"
+SAMPLE_DIR = Path(str(files("mrimpute").joinpath("sample", "ms07")))
 DEMO_INPUTS = ("t1", "t2")
 DEMO_TARGET = "flair"
 

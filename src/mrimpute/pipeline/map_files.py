@@ -12,6 +12,7 @@ from ..data.subjects import nifti_stem
 from ..errors import InputError
 from ..io.atomic import write_atomically
 from ..io.nifti import save_like
+from ..io.sidecar import map_descrip
 from ..preview import save_label_montage
 from .synthesize import SynthesisResult, check_outputs
 
@@ -50,10 +51,10 @@ def write_maps(result: SynthesisResult, maps: dict[str, Path], force: bool = Fal
     if "uncertainty" in maps:
         (target,) = result.uncertainty
         written["uncertainty"] = save_like(result.uncertainty[target], result.reference, maps["uncertainty"],
-                                           force=force)
+                                           force=force, descrip=map_descrip("uncertainty", target, result.inputs))
     if "explain" in maps and result.explanation is not None:
         written["explain"] = save_like(result.explanation, result.reference, maps["explain"], force=force,
-                                       dtype=np.uint8)
+                                       dtype=np.uint8, descrip=map_descrip("explain", None, result.inputs))
         sidecar = {
             "Description": "per voxel, the input whose latent holds the maximum in the most latent channels (max "
                            "fusion; Chartsias et al. 2018, Fig. 7); inputs tied on the most channels are told apart "

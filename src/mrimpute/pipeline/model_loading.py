@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -16,18 +17,23 @@ MODEL_ENV = "MRIMPUTE_MODEL"
 LESION_MODEL_ENV = "MRIMPUTE_LESION_MODEL"
 
 
+def shipped_model(name: str) -> Path:
+    """A model shipped with the package (in the wheel, or the source tree's models/ through src/mrimpute/models)."""
+    return Path(str(files("mrimpute").joinpath("models", name)))
+
+
 def default_model_path() -> Path:
-    """The shipped model: $MRIMPUTE_MODEL if set, else models/default.pt of the source tree."""
+    """The shipped model: $MRIMPUTE_MODEL if set, else the package's models/default.pt."""
     if os.environ.get(MODEL_ENV):
         return Path(os.environ[MODEL_ENV])
-    return Path(__file__).resolve().parents[3] / "models" / "default.pt"
+    return shipped_model("default.pt")
 
 
 def lesion_model_path() -> Path:
-    """The shipped lesion-aware model: $MRIMPUTE_LESION_MODEL if set, else models/lesion.pt of the source tree."""
+    """The shipped lesion-aware model: $MRIMPUTE_LESION_MODEL if set, else the package's models/lesion.pt."""
     if os.environ.get(LESION_MODEL_ENV):
         return Path(os.environ[LESION_MODEL_ENV])
-    return Path(__file__).resolve().parents[3] / "models" / "lesion.pt"
+    return shipped_model("lesion.pt")
 
 
 def check_finite_weights(path: Path, state_dict: dict) -> None:

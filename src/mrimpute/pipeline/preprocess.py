@@ -3,7 +3,8 @@
 Steps: load + reorient (every input is read and reordered to RAS+ in memory; physical space is unchanged), optional
 N4 bias-field correction (in each scan's native space), rigid mutual-information registration of each scan onto the
 reference (optionally then affine), a same-subject check, resampling (linear), the brain mask (given, or a
-computed head/foreground mask), optional skull strip, and the atomic writing of NIfTI, transforms and manifest.
+computed head/foreground mask; with --skull-strip and no given mask, deepbet's brain mask of the T1/T1c
+scan on the output grid, see preprocess.skullstrip), optional skull strip, and the atomic writing of NIfTI, transforms and manifest.
 `pipeline.native` takes a volume on the preprocessed grid back onto one input's original grid.
 """
 
@@ -22,7 +23,7 @@ from ..errors import InputError, OutputError
 from ..io.atomic import refuse_overwrite, write_atomically
 from ..io.checksum import sha256_file
 from ..io.nifti import Volume, canonical_affine, load_volume, save_like
-from ..preprocess import brainmask, spatial
+from ..preprocess import brainmask, skullstrip, spatial
 from .reporting import Reporter
 
 MIN_OVERLAP = 0.7      # Dice of the moving scan's head mask with the reference's, after registration
@@ -82,6 +83,9 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
     if blocking is not None:  # a missing folder (and missing parents) is created when the outputs are written
         raise OutputError(f"{out_dir}: output folder cannot be created ({blocking} is a file)")
     modalities = [reference] + [m for m in inputs if m != reference]
+    strip_source = None
+    if options.skull_strip and options.mask is None:  # brain extraction needs a T1-weighted scan: refuse first
+        strip_source = skullstrip.choose_source(inputs, inputs[reference])
     paths = output_paths(out_dir, modalities, reference)
     given = list(inputs.values()) + ([options.mask] if options.mask else [])
     refuse_overwrite(list(paths.values()), given, options.force)
@@ -155,13 +159,21 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
         mask_image = spatial.resample(to_sitk(mask_volume), grid, nearest=True)
         mask_image = sitk.Cast(mask_image > 0.5, sitk.sitkUInt8)
         mask_method = f"given: {options.mask}"
+    elif strip_source is not None:
+        reporter.message(f"brain extraction (deepbet) on {strip_source}")
+        if options.threads:
+            import torch
+
+            torch.set_num_threads(options.threads)
+        mask_image = skullstrip.brain_mask_image(resampled[strip_source], inputs[strip_source])
+        mask_method = skullstrip.method(strip_source)
     else:
         mask_image = spatial.resample(head[reference], grid, nearest=True) if options.spacing else head[reference]
         mask_method = brainmask.MASK_METHOD
     if options.skull_strip:
         for name in modalities:
             resampled[name] = sitk.Mask(resampled[name], sitk.Cast(mask_image, sitk.sitkUInt8))
-        done.append("skull-strip" if mask_volume is not None else "skull-strip (head/foreground mask only)")
+        done.append("skull-strip (given mask)" if mask_volume is not None else "skull-strip (deepbet)")
     done.append("mask")
     timed("mask", started)
 

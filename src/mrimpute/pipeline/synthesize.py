@@ -28,6 +28,7 @@ from .reporting import Reporter
 from .views import merge_views
 
 PIXELS_PER_BATCH = 1 << 20  # about a million pixels a batch keeps memory low and the cache warm
+REPORT_SUFFIXES = (".png", ".json", ".csv")  # outputs beside the volumes that are not volumes
 PRODUCT_TYPES = {"synthesis": np.float32, "uncertainty": np.float32, "explain": np.uint8}
 
 
@@ -47,6 +48,7 @@ class SynthesisResult:
     scalings: dict[str, Scaling] = field(default_factory=dict)  # how each input became model units
     findings: dict[str, list[str]] = field(default_factory=dict)  # per input: what a user should be warned of
     normaliser: str = ""
+    brain_extraction: str = ""  # the method, when the inputs were skull-stripped (synth --skull-strip)
 
 
 class Product(NamedTuple):
@@ -119,6 +121,8 @@ def _batch_products(model: SynthesisNet, latents: dict[str, torch.Tensor],
     for product in products:
         if product.kind == "synthesis":
             values[product] = decoded(product.subset, product.target)
+        elif product.kind == "uncertainty" and product.target in model.config.error_heads:
+            values[product] = model.expected_error([latents[m] for m in product.subset], product.target)[:, 0].float()
         elif product.kind == "uncertainty":
             values[product] = decoding_spread(model, [latents[m] for m in product.subset],
                                               decoded(product.subset, product.target), product.target)
@@ -215,7 +219,8 @@ def synthesize_arrays(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: 
 def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | None = None, device: str = "auto",
                batch_size: int = 0, reporter: Reporter | None = None, views: list[str] | None = None,
                merge: str = "mean", uncertainty: bool = False, explain: bool = False,
-               lesion: np.ndarray | Path | None = None, exact: bool = True) -> SynthesisResult:
+               lesion: np.ndarray | Path | None = None, exact: bool = True, skull_strip: bool = False,
+               check_findings=None) -> SynthesisResult:
     """Load and check the inputs, synthesise the targets, and return them with the reference input.
 
     views: slice axes to synthesise along, merged voxel-wise by `merge` (default: the model's own axis);
@@ -236,6 +241,11 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
     normaliser = normaliser_for(payload["metadata"])
     for volume in volumes.values():
         require_brain(volume)
+    brain_extraction = ""
+    if skull_strip:  # deepbet's mask of the T1 (else T1c), applied to every input
+        from ..preprocess.skullstrip import strip_volumes
+
+        volumes, _, brain_extraction = strip_volumes(volumes, use_gpu=torch_device.type == "cuda")
     if lesion is not None and not config.lesion_channel:
         raise CheckpointError(f"{model_path or 'default model'}: the model has no lesion channel; a lesion mask "
                               "needs a model trained with --lesion-channel")
@@ -248,6 +258,8 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
     except ValueError as exc:
         raise InputError(f"{reference.path}: {exc}") from None
     normalised, mask = prepared.volumes, prepared.mask
+    if check_findings is not None:  # e.g. synth --strict: refuse before the model runs
+        check_findings({str(volumes[m].path): prepared.findings[m] for m in ordered if prepared.findings[m]})
     subset = tuple(ordered)
     kinds = ["synthesis"] + (["uncertainty"] if uncertainty else [])
     products = [Product(kind, subset, t) for t in targets for kind in kinds] + \
@@ -262,14 +274,15 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
                            explanation=results[Product("explain", subset)] if explain else None,
                            inputs=list(ordered), views=list(views), scalings=prepared.scalings,
                            findings={str(volumes[m].path): prepared.findings[m] for m in ordered if prepared.findings[m]},
-                           normaliser=normaliser.name)
+                           normaliser=normaliser.name, brain_extraction=brain_extraction)
 
 
 def check_outputs(paths: list[Path], inputs: list[Path], force: bool) -> None:
     """Before any work: refuse to overwrite an input, a real scan of the subject (even with force), an existing
     output without force, or an unwritable folder."""
     for path in paths:
-        check_output_extension(Path(path))
+        if Path(path).suffix.lower() not in REPORT_SUFFIXES:  # volumes: NIfTI only
+            check_output_extension(Path(path))
     refuse_overwrite(paths, inputs, force)
     refuse_real_scans(paths, inputs)
     for path in paths:
@@ -324,8 +337,12 @@ def plan_outputs(model_path: Path, given: dict[str, Path], out: Path | None, tar
 
 
 def write_outputs(result: SynthesisResult, paths: dict[str, Path], force: bool = False) -> list[Path]:
-    """Write each synthesised target on the reference input's grid, atomically."""
+    """Write each synthesised target on the reference input's grid, atomically; its header says what it is
+    (descrip 'mrimpute synthetic <target> from <inputs>', cal_min/cal_max its own range)."""
+    from ..io.sidecar import synthetic_descrip
+
     check_outputs(list(paths.values()), result.input_paths, force)
     for target, path in paths.items():
         require_finite(result.outputs[target], path)
-    return [save_like(result.outputs[t], result.reference, p, force=force) for t, p in paths.items()]
+    return [save_like(result.outputs[t], result.reference, p, force=force,
+                      descrip=synthetic_descrip(t, result.inputs)) for t, p in paths.items()]
