@@ -154,7 +154,7 @@ def test_voxel_types_are_read(kind: str, random_model: Path, tmp_path: Path) -> 
     assert np.asanyarray(written.dataobj).dtype == np.float32
     assert_same_grid_header(written, reference)
     assert np.isfinite(written.get_fdata()).all()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.nii.gz"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]  # the output and its sidecar, nothing partial
 
 
 @pytest.mark.parametrize("codes", ["LPS", "RAS", "LAS"])
@@ -203,7 +203,7 @@ def test_force_overwrites_an_existing_output(subject: dict[str, Path], random_mo
                                     "--model", random_model, "--force")
     assert crash is None and code == 0, stderr
     assert checksums(tmp_path / "subject") == inputs_before
-    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.nii.gz"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]  # the output and its sidecar, nothing partial
     written = nib.load(out)
     assert written.get_data_dtype() == np.float32
     assert_same_grid_header(written, nib.load(subject["t1"]))

@@ -63,7 +63,7 @@ def test_nifti1_pair_is_read_and_synthesised_from(random_model: Path, tmp_path: 
     assert isinstance(written, nib.Nifti1Image) and written.header["magic"] == b"n+1"
     assert np.array_equal(written.affine, reference.affine)
     assert np.array_equal(written.get_sform(coded=True)[0], reference.get_sform(coded=True)[0])
-    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.nii.gz"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]  # the output and its sidecar
 
 
 def test_analyze_image_without_nifti_magic_is_refused(tmp_path: Path) -> None:

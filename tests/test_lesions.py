@@ -31,8 +31,8 @@ def test_label_maps_and_probability_maps_are_binarised_by_one_rule() -> None:
 
 def test_a_mask_of_another_size_is_refused_with_a_clear_message(subject: dict[str, Path], tmp_path: Path) -> None:
     wrong = tmp_path / "other_lesion.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4)), wrong)
-    with pytest.raises(InputError, match=r"other_lesion.nii.gz: lesion mask has shape \(10, 10, 10\)"):
+    nib.save(nib.Nifti1Image(np.zeros((20, 20, 20), np.uint8), np.eye(4)), wrong)
+    with pytest.raises(InputError, match=r"other_lesion.nii.gz: lesion mask has shape \(20, 20, 20\)"):
         load_lesion_mask(wrong, load_volume(subject["t1"]))
     with pytest.raises(InputError, match="give --lesion-ref"):
         transfer_lesion_mask(wrong, load_volume(subject["t1"]))

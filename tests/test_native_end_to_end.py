@@ -19,7 +19,8 @@ from test_preprocess import _moved_and_resampled
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 SHAPE = (48, 44, 16)
-NOT_COMPARED = {"datatype", "bitpix", "scl_slope", "scl_inter", "vox_offset"}  # the voxel type may change
+NOT_COMPARED = {"datatype", "bitpix", "scl_slope", "scl_inter", "vox_offset",  # the voxel type may change
+                "cal_min", "cal_max", "descrip"}  # a synthesis states its own display range and what it is
 
 
 def _motion_t2() -> np.ndarray:
@@ -93,8 +94,9 @@ def test_synth_on_the_native_grid_of_a_raw_input(session: dict, tmp_path: Path) 
     assert both.sum() > 0.8 * (expected > 0).sum()
     assert np.corrcoef(native[both], expected[both])[0, 1] > 0.9
     # nothing on the preprocessed grid was left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["expected.nii.gz", "flair_on_grid.nii.gz",
-                                                          "flair_on_t1.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["expected.nii.gz", "flair_on_grid.json",
+                                                          "flair_on_grid.nii.gz", "flair_on_t1.json",
+                                                          "flair_on_t1.nii.gz"]  # each synthesis has its sidecar
 
 
 def test_out_dir_reference_modality_and_overwrite_rules(session: dict, tmp_path: Path) -> None:

@@ -86,10 +86,10 @@ def test_outliers_warn(tmp_path, robust_model):
 
 
 def _head_subject(folder: Path) -> dict[str, Path]:
-    """The phantom on voxels 6x larger per axis: its foreground holds several litres, as a head does."""
+    """The phantom on voxels 7x larger per axis: its foreground holds several litres, as a head does."""
     folder.mkdir(parents=True)
     affine = oblique_affine()
-    affine[:3, :3] *= 6.0
+    affine[:3, :3] *= 7.0
     paths = {}
     for name, data in phantom().items():
         if name in ("t1", "t2", "flair"):

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
-FUSIONS: tuple[str, ...] = ("max", "mean", "hemis", "output-mean", "mean-max")  # mean-max: learned mix of the two
+
+class FusionRules(Protocol):
+    """What the configuration needs of a fusion (the classes are in model/fusion.py)."""
+
+    def encoder_channels(self, latent: int) -> int: ...
+
+    def check(self, latent: int) -> None: ...
+
+
+# The fusion registry, name -> instance: filled by model/fusion.py's classes (this layer may not import the model),
+# which any import of mrimpute.model runs. Max, mean, hemis, output-mean, mean-max (a learnt mix of max and mean).
+FUSIONS: dict[str, FusionRules] = {}
 SLICE_AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}  # axes of the internal RAS+ array
 
 
@@ -24,9 +36,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion '{self.fusion}': expected one of {', '.join(FUSIONS)}")
-        if self.fusion == "hemis" and self.latent % 2:
-            raise ValueError("hemis fusion needs an even latent size (mean and variance halves)")
+            known = ", ".join(FUSIONS) or "none registered (import mrimpute.model)"
+            raise ValueError(f"unknown fusion '{self.fusion}': expected one of {known}")
+        FUSIONS[self.fusion].check(self.latent)
         if self.slice_axis not in SLICE_AXES:
             raise ValueError(f"unknown slice axis '{self.slice_axis}'")
         if self.width <= 0:
@@ -36,8 +48,9 @@ class ModelConfig:
 
     @property
     def encoder_latent(self) -> int:
-        """Channels each encoder produces (half the latent for HeMIS fusion, which concatenates mean and variance)."""
-        return self.latent // 2 if self.fusion == "hemis" else self.latent
+        """Channels each encoder produces (the fusion says: half the latent for HeMIS, which concatenates mean and
+        variance)."""
+        return FUSIONS[self.fusion].encoder_channels(self.latent)
 
     def to_dict(self) -> dict:
         return asdict(self)

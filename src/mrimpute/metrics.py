@@ -12,6 +12,10 @@ SSIM and PSNR come from scikit-image (its default 7-voxel uniform window; data r
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import stats
 from skimage.metrics import structural_similarity
@@ -21,21 +25,86 @@ from .data.intensity import bounding_box, crop_padded
 PROTOCOLS: tuple[str, ...] = ("paper", "brain", "brasyn")
 
 
-def _scores(pred: np.ndarray, true: np.ndarray, region: np.ndarray, data_range: float) -> dict[str, float]:
-    diff = (pred - true)[region]
-    mse = float(np.mean(diff**2))
+@dataclass
+class Pair:
+    """A prediction and its truth in a protocol's units, the region scored and the data range (for PSNR, SSIM)."""
+
+    pred: np.ndarray
+    true: np.ndarray
+    region: np.ndarray
+    data_range: float
+
+    @functools.cached_property
+    def diff(self) -> np.ndarray:
+        """prediction - truth over the region's voxels."""
+        return (self.pred - self.true)[self.region]
+
+
+def _mse(pair: Pair) -> float:
+    return float(np.mean(pair.diff**2))
+
+
+def _mae(pair: Pair) -> float:
+    return float(np.mean(np.abs(pair.diff)))
+
+
+def _psnr(pair: Pair) -> float:
+    mse = _mse(pair)
+    return float(10 * np.log10(pair.data_range**2 / mse)) if mse > 0 else float("inf")
+
+
+def _ssim(pair: Pair) -> float:
+    region = pair.region
     box = [slice(max(0, b.start), min(n, b.stop)) for b, n in
            zip(bounding_box(region, (0, 1, 2), multiple=1, margin=4), region.shape)]
-    mean_ssim, ssim_map = structural_similarity(crop_padded(true, box), crop_padded(pred, box), data_range=data_range,
-                                                full=True)
-    return {
-        "mse": mse,
-        "mae": float(np.mean(np.abs(diff))),
-        "psnr": float(10 * np.log10(data_range**2 / mse)) if mse > 0 else float("inf"),
-        # whole volume: scikit-image's own mean (which leaves out the window's half-width at the borders)
-        "ssim": float(mean_ssim if region.all() else ssim_map[crop_padded(region, box)].mean()),
-        "data_range": float(data_range),
-    }
+    mean_ssim, ssim_map = structural_similarity(crop_padded(pair.true, box), crop_padded(pair.pred, box),
+                                                data_range=pair.data_range, full=True)
+    # whole volume: scikit-image's own mean (which leaves out the window's half-width at the borders)
+    return float(mean_ssim if region.all() else ssim_map[crop_padded(region, box)].mean())
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One image-quality metric: every report (metrics.csv, summary.json, the model card, the console tables and
+    eval --compare) is made by going over METRICS."""
+
+    name: str  # key in the score dicts, column of metrics.csv, key of summary.json (with `<name>_sd`)
+    label: str  # column header of the human-readable tables
+    score: Callable[[Pair], float]
+    higher_is_better: bool
+    decimals: int  # digits shown in the human-readable tables
+    headline: bool = True  # in the console summary and compared by `eval --compare` (else: CSV, JSON and card)
+
+
+# In metrics.csv's column order (which existing files have: keep it, add new metrics at the end). The tables show
+# the headline metrics from the last up (SSIM first, as the paper's tables do).
+METRICS: tuple[Metric, ...] = (
+    Metric("mse", "MSE", _mse, higher_is_better=False, decimals=4),
+    Metric("mae", "MAE", _mae, higher_is_better=False, decimals=4, headline=False),
+    Metric("psnr", "PSNR (dB)", _psnr, higher_is_better=True, decimals=2),
+    Metric("ssim", "SSIM", _ssim, higher_is_better=True, decimals=4),
+)
+
+
+def metric_names() -> tuple[str, ...]:
+    """The metrics' names in metrics.csv's order."""
+    return tuple(m.name for m in METRICS)
+
+
+def shown_metrics(headline_only: bool = False) -> list[Metric]:
+    """The metrics in the human-readable tables' order (SSIM first), optionally only the headline ones."""
+    return [m for m in reversed(METRICS) if m.headline or not headline_only]
+
+
+def format_value(metric: Metric, value: float, sd: float | None = None) -> str:
+    """A value (and its sd) in the metric's format: '0.8123' or '0.8123 ± 0.0100'."""
+    text = f"{value:.{metric.decimals}f}"
+    return text if sd is None else f"{text} ± {sd:.{metric.decimals}f}"
+
+
+def _scores(pred: np.ndarray, true: np.ndarray, region: np.ndarray, data_range: float) -> dict[str, float]:
+    pair = Pair(pred, true, region, data_range)
+    return {**{m.name: m.score(pair) for m in METRICS}, "data_range": float(data_range)}
 
 
 def _divide_by_mean(volume: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -52,7 +121,8 @@ def _brasyn_scale(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def compare(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray, protocol: str = "brain",
             region: np.ndarray | None = None) -> dict[str, float]:
-    """MSE, MAE, PSNR and SSIM of prediction against truth under a protocol.
+    """Every metric of METRICS (MSE, MAE, PSNR, SSIM), and the data range, of prediction against truth under a
+    protocol.
 
     mask is the brain; region (default: the protocol's own) restricts the scores, e.g. to a lesion.
     """

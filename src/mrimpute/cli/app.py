@@ -8,7 +8,7 @@ from .. import __version__
 from .bench_cmd import bench_command
 from .demo_cmd import demo_command
 from .eval_cmd import eval_command
-from .extend_cmd import train_decoder_command, train_encoder_command
+from .extend_cmd import train_decoder_command, train_encoder_command, train_uncertainty_command
 from .lesion_cmd import add_lesion_command
 from .preprocess_cmd import preprocess_command
 from .synth_cmd import synth_command
@@ -31,6 +31,8 @@ app.command("train-decoder", short_help="Add an output to a trained model (the r
     train_decoder_command)
 app.command("train-encoder", short_help="Add an input to a trained model (the rest frozen).")(
     train_encoder_command)
+app.command("train-uncertainty", short_help="Add learnt error heads for --uncertainty (the rest frozen).")(
+    train_uncertainty_command)
 app.command("bench", short_help="Time synthesis and training on this machine.")(bench_command)
 
 

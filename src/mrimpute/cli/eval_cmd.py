@@ -11,11 +11,14 @@ from .console import console, make_table, reporting, run_guarded
 
 
 def _format_summary(summary: list[dict]) -> list[dict]:
+    """The console table of a summary: mean ± sd of each headline metric (metrics.METRICS), then the extras."""
+    from ..metrics import format_value, shown_metrics
+
     rows = []
     for s in summary:
         row = {"target": s["target"], "inputs": s["subset"], **({"view": s["view"]} if "view" in s else {}),
-               "n": s["n"], "MSE": f"{s['mse']:.4f} ± {s['mse_sd']:.4f}",
-               "PSNR": f"{s['psnr']:.2f} ± {s['psnr_sd']:.2f}", "SSIM": f"{s['ssim']:.4f} ± {s['ssim_sd']:.4f}"}
+               "n": s["n"], **{m.label: format_value(m, s[m.name], s[f"{m.name}_sd"])
+                               for m in shown_metrics(headline_only=True)}}
         if "striping" in s:
             row["striping (truth)"] = f"{s['striping']:.4f} ({s['striping_truth']:.4f})"
         if "unc_pearson" in s:

@@ -1,4 +1,5 @@
-"""`mrimpute train-decoder` / `train-encoder`: add an output or an input to a trained model, the rest frozen."""
+"""`mrimpute train-decoder` / `train-encoder` / `train-uncertainty`: add an output, an input or error heads to a
+trained model, the rest frozen."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _extend(kind: str, model: Path, modality: str, data: Path, out: Path, epochs
             batch_size: int, crop: int, lr: float, seed: int, device: str, patience: int, exclude: str,
             val_subjects: str, time_limit: float, threads: int, resume: bool, force: bool, subjects: str = "") -> None:
     from ..errors import InputError
-    from ..pipeline.extend import add_decoder, add_encoder
+    from ..pipeline.extend import add_decoder, add_encoder, add_error_heads
     from ..pipeline.train import TrainSettings
 
     if threads:
@@ -49,13 +50,15 @@ def _extend(kind: str, model: Path, modality: str, data: Path, out: Path, epochs
                              batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device, resume=resume,
                              patience=patience, exclude=split(exclude), val_subjects=split(val_subjects),
                              subjects=split(subjects), time_limit_min=time_limit)
-    add = add_decoder if kind == "decoder" else add_encoder
     from ..io.folders import ensure_parent_folders
 
     ensure_parent_folders([out])  # a missing output folder is created
     with reporting() as reporter:
-        path = add(model, modality, settings, force, reporter)
-    console.print(make_table(f"training the new {kind} ({modality})", reporter.rows))
+        if kind == "error heads":
+            path = add_error_heads(model, settings, force, reporter)
+        else:
+            path = (add_decoder if kind == "decoder" else add_encoder)(model, modality, settings, force, reporter)
+    console.print(make_table(f"training the new {kind} ({modality or 'every output'})", reporter.rows))
     console.print(f"extended model: {path}  (card: {path.with_suffix('.md')}); {model} is unchanged")
 
 
@@ -82,5 +85,18 @@ def train_encoder_command(
     """Add an encoder for a new input, trained into the frozen latent space (c1 through the frozen decoders + c2
     against the frozen encoders' latents)."""
     run_guarded(lambda: _extend("encoder", model, modality, data, out, epochs, steps_per_epoch, batch_size, crop, lr,
+                                seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force,
+                                subjects))
+
+
+def train_uncertainty_command(
+    model: Path = MODEL, data: Path = DATA, out: Path = OUT, epochs: int = EPOCHS, steps_per_epoch: int = STEPS,
+    batch_size: int = BATCH, crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE,
+    patience: int = PATIENCE, exclude: str = EXCLUDE, val_subjects: str = VAL, time_limit: float = TIME_LIMIT,
+    threads: int = THREADS, resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS,
+) -> None:
+    """Add learnt error heads: per output, the expected absolute error of the synthesis (synth --uncertainty maps
+    it); every other part stays frozen."""
+    run_guarded(lambda: _extend("error heads", model, "", data, out, epochs, steps_per_epoch, batch_size, crop, lr,
                                 seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force,
                                 subjects))

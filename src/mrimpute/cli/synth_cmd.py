@@ -71,7 +71,6 @@ def synth_command(
         return
 
     def job() -> None:
-        import torch
 
         from ..errors import InputError
         from ..pipeline.model_loading import default_model_path
@@ -98,7 +97,8 @@ def synth_command(
         from ..errors import MrimputeError
         from ..io.checksum import sha256_file
         from ..io.folders import ensure_parent_folders
-        from ..io.sidecar import result_sidecar, sidecar_path, write_sidecar
+        from ..io.sidecar import sidecar_path, write_sidecar
+        from ..pipeline.result_sidecar import result_sidecar
         from ..pipeline.cohort import refuse_findings
 
         sidecars = {t: sidecar_path(p) for t, p in paths.items()}  # provenance beside each synthesis
@@ -182,7 +182,6 @@ def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], mod
                  batch_size: int, threads: int, force: bool, dry_run: bool, jobs: int, strict: bool = False,
                  skull_strip: bool = False) -> None:
     """`synth --dataset ROOT`: every missing contrast of every subject, as a BIDS derivative."""
-    import torch
 
     from ..errors import InputError
     from ..pipeline.cohort import run_cohort

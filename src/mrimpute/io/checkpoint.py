@@ -13,6 +13,11 @@ from ..errors import CheckpointError
 from .atomic import write_atomically
 
 FORMAT_VERSION = 1
+INTENDED_USE = """## Intended use
+For research: imputing missing contrasts in studies and exploring multimodal synthesis. Not for diagnosis or any
+clinical decision. The model learnt from the few subjects listed above; on scans unlike them (other scanners,
+sequences, pathologies, ages) it can fail without warning. A synthetic image can miss a lesion that is there or draw
+one that is not: never read a synthetic contrast as if it had been acquired."""
 
 
 def save_checkpoint(path: Path, config: ModelConfig, state_dict: dict, metadata: dict, extra: dict | None = None) -> None:
@@ -90,6 +95,7 @@ def write_model_card(model_path: Path, config: ModelConfig, metadata: dict) -> P
             lines.append(f"| {key.replace('_', ' ')} | {metadata[key]} |")
     for section in metadata.get("card_sections", []):
         lines += ["", section]
+    lines += ["", INTENDED_USE]
     text = "\n".join(lines) + "\n"
     path = card_path(model_path)
     write_atomically(path, lambda tmp: tmp.write_text(text), force=True)

@@ -62,19 +62,3 @@ def write_sidecar(path: Path, content: dict, force: bool) -> Path:
     """Write a JSON sidecar atomically."""
     write_atomically(Path(path), lambda tmp: tmp.write_text(json.dumps(content, indent=2) + "\n"), force=force)
     return Path(path)
-
-
-def result_sidecar(target: str, result, inputs: list[dict], model_path: Path, model_sum: str) -> dict:
-    """The sidecar of one target of a SynthesisResult (pipeline.synthesize)."""
-    from .. import __version__
-    from ..data.normaliser import DESCRIPTION
-    from .checkpoint import card_path
-
-    card = card_path(model_path)
-    warnings = [f"{path}: {message}" for path, messages in result.findings.items() for message in messages]
-    return synthesis_sidecar(
-        target, inputs, {"file": Path(model_path).name, "sha256": model_sum,
-                         "card": str(card) if card.is_file() else None},
-        __version__, result.normaliser, DESCRIPTION.get(result.normaliser, ""),
-        {m: s.as_dict() for m, s in result.scalings.items()}, warnings,
-        getattr(result, "brain_extraction", None) or None)

@@ -73,8 +73,7 @@ def synthesis_loss(
     names = list(latents)
     fused_names = fused_inputs or names
     zero = next(iter(latents.values())).new_zeros(())
-    per_output_fusion = model.config.fusion == "output-mean"
-    fused = model.fuse([latents[m] for m in fused_names]) if terms.c3 and not per_output_fusion else None
+    fused = model.fuse([latents[m] for m in fused_names]) if terms.c3 and not model.fusion.per_output else None
     c1, c3 = zero, zero
     for output, target in targets.items():
         decoder = model.decoders[output]

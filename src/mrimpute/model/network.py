@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,6 +9,7 @@ from torch import nn
 from ..config import ModelConfig
 from .fast_ops import activate_into, empty_padded, fill_border, interior, replicate_pad, upsampling_conv, \
     upsampling_conv_phases
+from .fusion import Fusion, fusion_named
 
 
 # How far an output pixel sees: the encoder 27 pixels to each side (at the worst phase of its two 2x2 poolings),
@@ -173,45 +172,14 @@ class Decoder(nn.Module):
 
 
 def fuse(latents: list[torch.Tensor], fusion: str, mix: torch.Tensor | None = None) -> torch.Tensor:
-    """Combine single-input latents into one: pixel-wise max, mean, HeMIS mean+variance, or mean-max (per latent
-    channel c, sigmoid(mix[c]) * max + (1 - sigmoid(mix[c])) * mean: the paper's suggested interpolation, learned).
-
-    Pairwise, without a stacked copy (a max tie, which real-valued latents do not have, splits its gradient
-    pairwise rather than evenly); one latent is its own max or mean.
-    """
-    if fusion == "hemis":
-        return fuse_stacked(latents, fusion)
-    if fusion not in ("max", "mean", "output-mean", "mean-max"):
-        raise ValueError(f"unknown fusion '{fusion}'")
-    if len(latents) == 1:
-        return latents[0]
-    if fusion == "max":
-        return functools.reduce(torch.maximum, latents)
-    mean = functools.reduce(torch.add, latents) / len(latents)
-    if fusion == "mean-max":
-        return _mix(functools.reduce(torch.maximum, latents), mean, mix)
-    return mean
-
-
-def _mix(maximum: torch.Tensor, mean: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
-    if mix is None:
-        raise ValueError("mean-max fusion needs its learned mixing weights")
-    weight = torch.sigmoid(mix).view(1, -1, 1, 1).to(maximum.dtype)
-    return mean + weight * (maximum - mean)
+    """Combine single-input latents into one by the named fusion's fast form (see model/fusion.py); mix: its
+    learnt parameters, if it has any."""
+    return fusion_named(fusion).fuse(latents, mix)
 
 
 def fuse_stacked(latents: list[torch.Tensor], fusion: str, mix: torch.Tensor | None = None) -> torch.Tensor:
-    """The plain form of fuse: stack the latents and reduce (the reference path; HeMIS always)."""
-    stacked = torch.stack(latents, dim=0)
-    if fusion == "max":
-        return stacked.amax(dim=0)
-    if fusion in ("mean", "output-mean"):
-        return stacked.mean(dim=0)
-    if fusion == "mean-max":
-        return _mix(stacked.amax(dim=0), stacked.mean(dim=0), mix)
-    if fusion == "hemis":
-        return torch.cat([stacked.mean(dim=0), stacked.var(dim=0, unbiased=False)], dim=1)
-    raise ValueError(f"unknown fusion '{fusion}'")
+    """The plain form of fuse: stack the latents and reduce (the reference path)."""
+    return fusion_named(fusion).fuse_stacked(latents, mix)
 
 
 def use_reference_layers(model: nn.Module, enabled: bool = True) -> nn.Module:
@@ -234,22 +202,29 @@ class SynthesisNet(nn.Module):
         in_channels = 2 if config.lesion_channel else 1
         self.encoders = nn.ModuleDict({m: Encoder(in_channels, config.encoder_latent, config.width) for m in config.inputs})
         self.decoders = nn.ModuleDict({m: Decoder(config.latent, config.width) for m in config.outputs})
-        if config.fusion == "mean-max":  # per latent channel, the logit of max's share (0: halfway to the mean)
-            self.fusion_mix = nn.Parameter(torch.zeros(config.latent))
+        if self.fusion.learnt:  # e.g. mean-max: per latent channel, the logit of max's share (0: halfway to the mean)
+            self.fusion_mix = nn.Parameter(self.fusion.initial_params(config.latent))
         if config.error_heads:  # per output, a decoder of the fused latent to the expected absolute error
             self.error_heads = nn.ModuleDict({m: Decoder(config.latent, config.width) for m in config.error_heads})
+
+    @property
+    def fusion(self) -> Fusion:
+        """The configured fusion (model/fusion.py)."""
+        return fusion_named(self.config.fusion)
 
     def encode(self, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Latent image of each given input (N, C, H, W) -> (N, L, H, W); each encoder runs once."""
         return {m: self.encoders[m](x) for m, x in images.items()}
 
     def fuse(self, latents: list[torch.Tensor]) -> torch.Tensor:
-        return (fuse_stacked if self.reference else fuse)(latents, self.config.fusion, getattr(self, "fusion_mix", None))
+        params = getattr(self, "fusion_mix", None)
+        return self.fusion.fuse_stacked(latents, params) if self.reference else self.fusion.fuse(latents, params)
 
     def decode_fused(self, latents: list[torch.Tensor], output: str) -> torch.Tensor:
-        """Decode the fusion of the given latents (output-mean decodes each latent and averages the images)."""
+        """Decode the fusion of the given latents (a per-output fusion, output-mean, decodes each latent and
+        averages the images)."""
         decoder = self.decoders[output]
-        if self.config.fusion == "output-mean":
+        if self.fusion.per_output:
             return torch.stack([decoder(z) for z in latents], dim=0).mean(dim=0)
         return decoder(self.fuse(latents))
 

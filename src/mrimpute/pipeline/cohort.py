@@ -19,7 +19,8 @@ from ..errors import InputError, MrimputeError, OutputError
 from ..io.atomic import output_exists, write_atomically
 from ..io.checkpoint import load_checkpoint
 from ..io.checksum import sha256_file
-from ..io.sidecar import OUTPUT_UNITS, result_sidecar, sidecar_path, write_sidecar
+from ..io.sidecar import OUTPUT_UNITS, sidecar_path, write_sidecar
+from .result_sidecar import result_sidecar
 from .device import resolve_device
 from .model_loading import default_model_path
 from .reporting import Reporter

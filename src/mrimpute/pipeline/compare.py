@@ -10,9 +10,8 @@ import numpy as np
 from scipy import stats
 
 from ..errors import InputError
+from ..metrics import Metric, shown_metrics
 
-METRICS: tuple[str, ...] = ("mse", "psnr", "ssim")
-TABLE_METRICS: tuple[str, ...] = ("ssim", "psnr", "mse")
 ALPHA = 0.05
 POOLED = "pooled"
 ALL_TARGETS = "all"  # the target column of a row pooled over every target
@@ -30,7 +29,8 @@ def read_rows(path: Path) -> list[dict]:
     for file in files:
         with file.open(newline="") as handle:
             found = list(csv.DictReader(handle))
-        if not found or not {"subject", "target", "subset", "protocol", *METRICS} <= set(found[0]):
+        columns = set(found[0]) if found else set()
+        if not {"subject", "target", "subset", "protocol"} <= columns or not columns & set(_names()):
             raise InputError(f"{file}: not a metrics.csv written by mrimpute eval")
         for row in found:
             key = (row["target"], row["subset"], row["subject"], row["protocol"])
@@ -41,6 +41,17 @@ def read_rows(path: Path) -> list[dict]:
             origin[key] = file
         rows += found
     return rows
+
+
+def _names() -> list[str]:
+    return [m.name for m in shown_metrics(headline_only=True)]
+
+
+def _compared(indexed: list[dict[Key, dict]]) -> list[Metric]:
+    """The headline metrics (metrics.METRICS), in the tables' order, that every run scored on every row (a metric
+    added later is left out when an older metrics.csv lacks it)."""
+    return [m for m in shown_metrics(headline_only=True)
+            if all(m.name in row and row[m.name] not in ("", None) for run in indexed for row in run.values())]
 
 
 def run_label(path: Path) -> str:
@@ -90,6 +101,11 @@ def _groups(reference: dict[Key, dict], others: list[tuple[str, dict[Key, dict]]
     return result
 
 
+def _better(metric: Metric, a: np.ndarray, b: np.ndarray, label_a: str, label_b: str) -> str:
+    """The label of the run with the better mean (by the metric's direction)."""
+    return label_a if (a.mean() > b.mean()) == metric.higher_is_better else label_b
+
+
 def compare_runs(rows_a: list[dict], rows_b: list[dict], protocol: str = "brain") -> list[dict]:
     """Per target and subset (and pooled over subsets), per metric: means of A and B over what both scored, and
     paired test p-values; `significant` is '*' where both the t-test and the Wilcoxon test give p < 0.05."""
@@ -102,7 +118,7 @@ def compare_many(runs: list[tuple[str, list[dict]]], protocol: str = "brain") ->
     Returns a wide table (one row per target and input subset, plus per target and run a row pooled over the
     (subset, subject) pairs that run shares with the first; each metric's mean per run, '*' where a run differs
     from the first with p < 0.05 in both tests, '-' where a run did not score the row) and the long rows behind it
-    (one per row, metric and run)."""
+    (one per row, metric and run; `better` names the better run where the difference is significant)."""
     if len(runs) < 2:
         raise InputError("--compare needs at least two evaluations")
     indexed = [_index(rows, protocol) for _, rows in runs]
@@ -111,23 +127,28 @@ def compare_many(runs: list[tuple[str, list[dict]]], protocol: str = "brain") ->
               if any(k in run for run in others for k in g[2])]
     if not groups:
         raise InputError("the evaluations share no subject, target and subset to compare")
+    metrics = _compared(indexed)
+    if not metrics:
+        raise InputError("the evaluations share no metric to compare")
     wide, long = [], []
     for target, subset, keys, only in groups:
         row = {"target": target, "inputs": subset, "n": len(keys)}
-        for metric in TABLE_METRICS:
-            a = np.array([float(reference[k][metric]) for k in keys])
-            row[f"{metric} {runs[0][0]}"] = f"{a.mean():.4f}"
+        for metric in metrics:
+            name = metric.name
+            a = np.array([float(reference[k][name]) for k in keys])
+            row[f"{name} {runs[0][0]}"] = f"{a.mean():.4f}"
             for (label, _), run in zip(runs[1:], others):
                 common = [k for k in keys if k in run]
                 if not common or only not in (None, label):
-                    row[f"{metric} {label}"] = "-"
+                    row[f"{name} {label}"] = "-"
                     continue
-                a_common = np.array([float(reference[k][metric]) for k in common])
-                b = np.array([float(run[k][metric]) for k in common])
+                a_common = np.array([float(reference[k][name]) for k in common])
+                b = np.array([float(run[k][name]) for k in common])
                 t_p, w_p, significant = paired_tests(a_common, b)
-                row[f"{metric} {label}"] = f"{b.mean():.4f}" + ("*" if significant else "")
-                long.append({"target": target, "subset": subset, "metric": metric, "run": label, "n": len(common),
+                row[f"{name} {label}"] = f"{b.mean():.4f}" + ("*" if significant else "")
+                long.append({"target": target, "subset": subset, "metric": name, "run": label, "n": len(common),
                              "mean_a": float(a_common.mean()), "mean_b": float(b.mean()), "t_test_p": t_p,
-                             "wilcoxon_p": w_p, "significant": "*" if significant else ""})
+                             "wilcoxon_p": w_p, "significant": "*" if significant else "",
+                             "better": _better(metric, a_common, b, runs[0][0], label) if significant else ""})
         wide.append(row)
     return wide, long

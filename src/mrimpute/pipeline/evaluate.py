@@ -17,7 +17,7 @@ from ..data.subjects import discover_subjects
 from ..errors import InputError
 from ..io.atomic import write_atomically
 from ..io.nifti import Volume, check_same_grid, load_volume
-from ..metrics import PROTOCOLS, compare, striping, uncertainty_correlation
+from ..metrics import PROTOCOLS, compare, format_value, metric_names, shown_metrics, striping, uncertainty_correlation
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
 from .device import resolve_device
@@ -27,7 +27,15 @@ from .reporting import Reporter
 from .synthesize import Product, normalise_inputs, synthesize_products
 from .views import merge_views, merged_label
 
-CSV_FIELDS = ("subject", "target", "subset", "n_inputs", "protocol", "mse", "mae", "psnr", "ssim", "data_range")
+ROW_KEYS = ("subject", "target", "subset", "n_inputs", "protocol")
+
+
+def csv_fields() -> tuple[str, ...]:
+    """metrics.csv's leading columns: the row's keys, each metric of metrics.METRICS, the data range."""
+    return (*ROW_KEYS, *metric_names(), "data_range")
+
+
+CSV_FIELDS = csv_fields()  # subject, target, subset, n_inputs, protocol, mse, mae, psnr, ssim, data_range
 # added by --views/--axis (striping, brain units, the same on every protocol's row) and --uncertainty
 OPTIONAL_METRICS = ("striping", "striping_truth", "unc_pearson", "unc_spearman")
 
@@ -220,7 +228,7 @@ def summarise(rows: list[dict], protocol: str = "brain") -> list[dict]:
     for (target, subset, view), members in groups.items():
         entry = {"target": target, "subset": subset, **({"view": view} if view is not None else {}), "n": len(members)}
         optional = [m for m in OPTIONAL_METRICS if all(m in member for member in members)]
-        for metric in ("mse", "mae", "psnr", "ssim", *optional):
+        for metric in (*metric_names(), *optional):
             values = [float(m[metric]) for m in members]
             entry[metric] = float(np.mean(values))
             entry[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -235,8 +243,9 @@ def write_reports(rows: list[dict], out_dir: Path, force: bool = False) -> tuple
 
     def _csv(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
-            extra = list(dict.fromkeys(k for row in rows for k in row if k not in CSV_FIELDS))  # e.g. a fold, a view
-            writer = csv.DictWriter(handle, fieldnames=[*CSV_FIELDS, *extra])
+            fields = csv_fields()
+            extra = list(dict.fromkeys(k for row in rows for k in row if k not in fields))  # e.g. a fold, a view
+            writer = csv.DictWriter(handle, fieldnames=[*fields, *extra])
             writer.writeheader()
             writer.writerows(rows)
 
@@ -249,12 +258,14 @@ def write_reports(rows: list[dict], out_dir: Path, force: bool = False) -> tuple
 def card_section(rows: list[dict], protocol: str = "brain") -> str:
     """A Markdown table of one protocol's per-target, per-subset scores, for a model card."""
     subjects = sorted({r["subject"] for r in rows})
-    lines = [f"## Evaluation on {', '.join(subjects)} ({protocol} protocol: inside the brain, "
-             "volumes divided by their brain mean; SSIM/PSNR from scikit-image)", "",
-             "| target | inputs | SSIM | PSNR (dB) | MAE | MSE |", "|---|---|---|---|---|---|"]
+    shown = shown_metrics()
+    title = (f"## Evaluation on {', '.join(subjects)} ({protocol} protocol: inside the brain, "
+             "volumes divided by their brain mean; SSIM/PSNR from scikit-image)")
+    header = "| " + " | ".join(["target", "inputs", *(m.label for m in shown)]) + " |"
+    lines = [title, "", header, "|---" * (2 + len(shown)) + "|"]
     for s in summarise(rows, protocol):
         inputs = f"{s['subset']} ({s['view']})" if s.get("view") else s["subset"]
-        lines.append(f"| {s['target']} | {inputs} | {s['ssim']:.4f} | {s['psnr']:.2f} | {s['mae']:.4f} | {s['mse']:.4f} |")
+        lines.append("| " + " | ".join([s["target"], inputs, *(format_value(m, s[m.name]) for m in shown)]) + " |")
     return "\n".join(lines)
 
 

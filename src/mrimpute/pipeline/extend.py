@@ -13,6 +13,7 @@ from ..errors import CheckpointError, InputError
 from ..io.atomic import check_writable, refuse_overwrite
 from ..io.checkpoint import card_path, load_checkpoint
 from ..io.checksum import sha256_file
+from ..model.error_head import ErrorHeadLoss
 from ..model.losses import LossTerms
 from ..model.network import SynthesisNet
 from ..modalities import canonical_modality
@@ -33,7 +34,7 @@ def _check_paths(parent: Path, settings: TrainSettings, force: bool) -> None:
 
 def _warm_start(parent: Path, payload: dict, config: ModelConfig, part: str, name: str) -> WarmStart:
     """Parent weights loaded into the enlarged network, everything frozen except `part.name` (e.g. decoders.t1c)."""
-    trained = f"{part}.{name}."
+    trained = f"{part}.{name}." if name else f"{part}."
     parent_sha = sha256_file(parent)
 
     def prepare(model: SynthesisNet) -> None:
@@ -44,8 +45,8 @@ def _warm_start(parent: Path, payload: dict, config: ModelConfig, part: str, nam
             parameter.requires_grad_(key.startswith(trained))
 
     frozen = sorted({".".join(key.split(".")[:2]) for key in payload["state_dict"]})
-    kind = "decoder for the new output" if part == "decoders" else "encoder for the new input"
-    extension = {"added": f"{part}.{name}", "kind": kind, "frozen": frozen, "parent_file": str(parent),
+    kind = {"decoders": "decoder for the new output", "encoders": "encoder for the new input"}.get(part, part)
+    extension = {"added": trained.rstrip("."), "kind": kind, "frozen": frozen, "parent_file": str(parent),
                  "parent_sha256": parent_sha, "parent_training_subjects":
                      payload["metadata"].get("training_subjects", [])}
     section = "\n".join([
@@ -53,7 +54,8 @@ def _warm_start(parent: Path, payload: dict, config: ModelConfig, part: str, nam
         f"Trained with every other part frozen (Chartsias et al. 2018, VI-E) from the parent `{Path(parent).name}` "
         f"(sha256 `{parent_sha}`), which was trained on {', '.join(extension['parent_training_subjects']) or '?'}.",
         "", f"- trained: `{part}.{name}`", f"- frozen (bit for bit the parent's): {', '.join(frozen)}"])
-    return WarmStart(config=config, prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
+    return WarmStart(config=config, prepare=prepare, metadata={"extension": extension, "card_sections": [section]},
+                     requires=(name,))
 
 
 def _parent(parent: Path) -> tuple[dict, ModelConfig]:
@@ -177,3 +179,25 @@ def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = Fals
         f"on the subjects' lesion masks (source: {settings.lesion_source}; a subject without a mask has none)."])
     start = WarmStart(config=enlarged, prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
     return train(replace(_settings(settings, enlarged, settings.terms, payload, force), lesion_channel=True), reporter, start)
+
+
+def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,
+                    reporter: Reporter | None = None) -> Path:
+    """A new checkpoint: the parent plus, for each output, a head that reads the fused latent and predicts the
+    synthesis's absolute error (what `synth --uncertainty` then maps), trained on random input subsets with every
+    other part frozen."""
+    parent = Path(parent)
+    payload, config = _parent(parent)
+    if config.error_heads:
+        raise InputError(f"{parent}: the model already has error heads ({', '.join(config.error_heads)})")
+    _check_paths(parent, settings, force)
+    settings, held = hold_out_like_parent(parent, payload, settings, reporter)
+    enlarged = replace(config, error_heads=list(config.outputs))
+    start = _warm_start(parent, payload, enlarged, "error_heads", "")
+    start = replace(start, loss=ErrorHeadLoss, requires=())
+    start.metadata["card_sections"] = [
+        "## Learnt uncertainty\n\nEach output has an error head: a decoder of the fused latent trained, with every "
+        "other part frozen bit for bit, to predict the absolute error of that output synthesised from a random "
+        "subset of the other inputs. `synth --uncertainty` maps it."]
+    return train(replace(_settings(settings, enlarged, settings.terms, payload, force), input_dropout=True),
+                 reporter, _record_held_out(start, held))

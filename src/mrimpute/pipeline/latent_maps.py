@@ -30,7 +30,7 @@ def fusion_winner(latents: list[torch.Tensor]) -> torch.Tensor:
 
 
 def check_explainable(model: SynthesisNet, model_path: object) -> None:
-    """Only max fusion picks one input per latent channel and pixel; other fusions have no winner to show."""
-    if model.config.fusion != "max":
+    """Only a fusion that picks one input per latent channel and pixel (max) has a winner to show."""
+    if not model.fusion.picks_winner:
         raise CheckpointError(f"{model_path}: --explain shows which input wins the max fusion, but this model fuses "
                               f"by '{model.config.fusion}'")

@@ -62,33 +62,35 @@ def _restore(last_path: Path, config: ModelConfig, model: SynthesisNet, optimise
 
 
 def _load_samplers(settings: TrainSettings, train_subjects: list[Subject], val_subjects: list[Subject],
-                   modalities: list[str], lesions: str | None, margin: int, reporter: Reporter
-                   ) -> tuple[SliceSampler, list]:
-    """The training sampler (each subject loaded with what it has, one at a time) and the fixed validation crops."""
+                   modalities: list[str], lesions: str | None, margin: int, reporter: Reporter,
+                   requires: tuple[str, ...] = ()) -> tuple[SliceSampler, list]:
+    """The training sampler (each subject loaded with what it has, one at a time; a subject lacking a contrast in
+    `requires`, or every input or every output, is skipped) and the fixed validation crops."""
     normaliser = Normaliser(settings.normaliser)
     axis = SLICE_AXES[settings.slice_axis]
 
-    def sampler(subjects: list[Subject], fraction: float, extra: int) -> SliceSampler:
+    def sampler(subjects: list[Subject], fraction: float, extra: int) -> SliceSampler | None:
         built = SliceSampler([], modalities, axis, settings.crop, lesion=lesions is not None, lesion_fraction=fraction,
                              targets=True, margin=extra)
         for subject in subjects:
             present = [m for m in modalities if m in subject.files]
             inputs, outputs = present_contrasts(present, settings)
-            if not inputs or not outputs:
-                reporter.message(f"{subject.name}: skipped (has none of the model's inputs or outputs)")
+            lacking = [m for m in requires if m not in present]
+            if not inputs or not outputs or lacking:
+                reason = f"no {', '.join(lacking)}" if lacking else "none of the model's inputs or outputs"
+                reporter.message(f"{subject.name}: skipped ({reason})")
                 continue
             built.add(load_subject(subject, present, lesions, normaliser))
-        if not built.groups:
-            raise InputError(f"{settings.data}: no training subject has brain slices with the model's contrasts")
-        return built
+        return built if built.groups else None
 
     train_sampler = sampler(train_subjects, settings.lesion_fraction, margin)
-    val_sampler = sampler(val_subjects, 0.0, 0) if val_subjects else train_sampler
+    if train_sampler is None:
+        raise InputError(f"{settings.data}: no training subject has brain slices with the contrasts training needs")
+    val_sampler = (sampler(val_subjects, 0.0, 0) if val_subjects else None) or train_sampler
     val_data = validation_batches(val_sampler, settings.val_crops, settings.batch_size, settings.seed + 10_000)
     if val_sampler is train_sampler and margin:  # validation crops are the centre of the widened ones
         val_data = [(p, b[..., margin:-margin, margin:-margin].copy()) for p, b in val_data]
     return train_sampler, val_data
-
 
 
 @dataclass
@@ -130,7 +132,8 @@ def _prepare(settings: TrainSettings, warm_start: WarmStart | None, world: World
     lesions = settings.lesion_source if config.lesion_channel else None
     sampler, val_data = _load_samplers(settings, train_subjects, val_subjects,
                                        list(dict.fromkeys(settings.inputs + settings.outputs)), lesions,
-                                       settings.augmentation.margin(settings.crop), reporter)
+                                       settings.augmentation.margin(settings.crop), reporter,
+                                       warm_start.requires if warm_start else ())
     torch.manual_seed(settings.seed)
     model = SynthesisNet(config).to(device).to(memory_format=torch.channels_last)
     if warm_start:

@@ -74,6 +74,7 @@ class WarmStart:
     prepare: Callable[[SynthesisNet], None]  # loads the weights into the new network and freezes what stays fixed
     metadata: dict = field(default_factory=dict)  # recorded in the checkpoint (and its card)
     loss: Callable[[SynthesisNet, LossTerms], torch.nn.Module] | None = None  # another objective (default: the paper's)
+    requires: tuple[str, ...] = ()  # contrasts a subject must have to train the new part (e.g. its new input)
 
 
 def last_checkpoint_path(out: Path) -> Path:

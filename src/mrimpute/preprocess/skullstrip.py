@@ -62,7 +62,11 @@ def _extractor(use_gpu: bool = False):
     except ImportError as exc:
         raise BrainExtractionUnavailable(f"deepbet: brain extraction needs the deepbet package ({exc}); "
                                          "install it with `pip install deepbet`") from None
-    return BrainExtraction(no_gpu=not use_gpu)
+    import warnings
+
+    with warnings.catch_warnings():  # torch.jit.load's deprecation notice is deepbet's, not the user's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return BrainExtraction(no_gpu=not use_gpu)
 
 
 def brain_mask_image(image: sitk.Image, where: str | Path = "input", use_gpu: bool = False) -> sitk.Image:
