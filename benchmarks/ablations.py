@@ -54,19 +54,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--val", default="gli00001", help="validation subject(s) (best epoch)")
     parser.add_argument("--experiments", default="costs,fusions,latent,decoder")
     parser.add_argument("--subsets", default="all", help="input subsets scored by eval (all, single+rest ...)")
+    add_budget_options(parser, threads=0)
+    args = parser.parse_args(argv)
+    unknown = set(args.experiments.split(",")) - set(EXPERIMENTS)
+    if unknown:
+        parser.error(f"unknown experiment(s): {', '.join(sorted(unknown))} (known: {', '.join(EXPERIMENTS)})")
+    return args
+
+
+def add_budget_options(parser: argparse.ArgumentParser, threads: int) -> None:
+    """The options every model of an ablation shares: its size, steps, seed and threads, and --dry-run."""
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30, help="steps per epoch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=threads)
     parser.add_argument("--dry-run", action="store_true")
-    args = parser.parse_args(argv)
-    unknown = set(args.experiments.split(",")) - set(EXPERIMENTS)
-    if unknown:
-        parser.error(f"unknown experiment(s): {', '.join(sorted(unknown))} (known: {', '.join(EXPERIMENTS)})")
-    return args
 
 
 class Runner:

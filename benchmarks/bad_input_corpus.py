@@ -282,7 +282,8 @@ def out_dir_missing(root, subject, model):
     blocker = root / "out" / "a_file"
     blocker.write_bytes(b"not a folder")
     out_dir = blocker / "imputed"
-    return Bad(["--t1", subject["t1"], "--t2", subject["t2"], "--out-dir", out_dir], out_dir, r"cannot create.*is a file")
+    return Bad(["--t1", subject["t1"], "--t2", subject["t2"], "--out-dir", out_dir], out_dir,
+               r"cannot create.*is a file")
 
 
 def output_folder_read_only(root, subject, model):

@@ -1,6 +1,7 @@
 """Make a BIDS-shaped copy of the co-registered subjects, with some contrasts dropped, for `synth --dataset`.
 
-    python benchmarks/make_bids_copy.py --source ../shared/data/coregistered --out DIR [--drop sub:modality,...] [--seed 0]
+    python benchmarks/make_bids_copy.py --source ../shared/data/coregistered --out DIR
+        [--drop sub:modality,...] [--seed 0]
 
 Every subject folder of SOURCE holding t1/t1c/t2/flair .nii.gz files becomes
 

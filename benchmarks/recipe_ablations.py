@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablations import Runner  # noqa: E402  (the shared command runner)
+from ablations import Runner, add_budget_options  # noqa: E402  (the shared runner and options)
 
 BASE = "base"
 
@@ -51,14 +51,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", default="", help="comma-separated (default: all, plus crop/width sizes)")
     parser.add_argument("--sizes", default="crop-96,width-0.375", help="size variants: crop-N, width-W")
     parser.add_argument("--subsets", default="single+rest")
-    parser.add_argument("--width", type=float, default=0.25)
-    parser.add_argument("--crop", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=30, help="steps per epoch")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--dry-run", action="store_true")
+    add_budget_options(parser, threads=1)
     return parser.parse_args(argv)
 
 

@@ -56,3 +56,14 @@ def live_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "live.pt"
     save_checkpoint(path, config, network.state_dict(), {"note": "random weights, live outputs, for tests"})
     return path
+
+
+def one_line_error(result, *needles: str) -> str:
+    """The CLI run failed with exit code 1 and one line `error: ...` holding every needle; returns that line."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], result.output
+    return lines[0]

@@ -1,4 +1,5 @@
-"""Imports flow one way: cli -> pipeline -> {metrics, data, preview, baselines, model, io} -> {config, modalities, errors}."""
+"""Imports flow one way: cli -> pipeline -> {metrics, data, preview, baselines, model, io}
+-> {config, modalities, errors}."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mrimpute"
-LAYER = {"__main__": 6, "cli": 5, "pipeline": 4, "metrics": 3, "lesion_measures": 3, "data": 2, "preview": 2, "baselines": 2, "preprocess": 2, "model": 1,
-         "io": 1, "phantom": 1, "config": 0, "modalities": 0, "errors": -1, "__init__": -1}
+LAYER = {"__main__": 6, "cli": 5, "pipeline": 4, "metrics": 3, "lesion_measures": 3, "data": 2, "preview": 2,
+         "baselines": 2, "preprocess": 2, "model": 1, "io": 1, "phantom": 1, "config": 0, "modalities": 0,
+         "errors": -1, "__init__": -1}
 
 
 def _part(module_path: Path) -> str:
@@ -38,6 +40,8 @@ def test_cli_is_the_only_place_that_knows_typer_and_rich() -> None:
     for path in PACKAGE.rglob("*.py"):
         if _part(path) == "cli":
             continue
-        imports = {n.names[0].name.split(".")[0] for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Import)}
-        imports |= {(n.module or "").split(".")[0] for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)}
+        imports = {n.names[0].name.split(".")[0] for n in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(n, ast.Import)}
+        imports |= {(n.module or "").split(".")[0] for n in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(n, ast.ImportFrom)}
         assert not imports & {"typer", "rich"}, path

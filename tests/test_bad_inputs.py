@@ -23,12 +23,13 @@ from typer.testing import CliRunner
 
 # The case builders live in benchmarks/bad_input_corpus.py, which the shipped corpus script runs too: one definition.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bad_input_corpus import (  # noqa: E402
-    CASES, Case, Skip, checksums, oblique_affine, phantom, release_folder, simulate_full_disk)
-from conftest import write_subject  # noqa: E402
+from bad_input_corpus import CASES, Case, Skip, checksums, oblique_affine, phantom, release_folder, simulate_full_disk  # noqa: E402
+
 from mrimpute.cli.app import app  # noqa: E402
 from mrimpute.errors import InputError  # noqa: E402
 from mrimpute.io.nifti import load_volume  # noqa: E402
+
+from conftest import write_subject  # noqa: E402
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 HEADER_FIELDS = ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
@@ -154,7 +155,8 @@ def test_voxel_types_are_read(kind: str, random_model: Path, tmp_path: Path) -> 
     assert np.asanyarray(written.dataobj).dtype == np.float32
     assert_same_grid_header(written, reference)
     assert np.isfinite(written.get_fdata()).all()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]  # the output and its sidecar, nothing partial
+    # the output and its sidecar, nothing partial
+    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]
 
 
 @pytest.mark.parametrize("codes", ["LPS", "RAS", "LAS"])
@@ -203,7 +205,8 @@ def test_force_overwrites_an_existing_output(subject: dict[str, Path], random_mo
                                     "--model", random_model, "--force")
     assert crash is None and code == 0, stderr
     assert checksums(tmp_path / "subject") == inputs_before
-    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]  # the output and its sidecar, nothing partial
+    # the output and its sidecar, nothing partial
+    assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]
     written = nib.load(out)
     assert written.get_data_dtype() == np.float32
     assert_same_grid_header(written, nib.load(subject["t1"]))

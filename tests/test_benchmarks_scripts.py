@@ -117,7 +117,8 @@ def test_corpus_verdict_flags_every_kind_of_misbehaviour() -> None:
                    dict(names_offender=False), dict(matches_problem=False), dict(input_unchanged=False),
                    dict(no_partial_output=False)]:
         assert not corpus.Outcome(**{**good, **change}).ok, change
-    assert corpus.shorten("error: /tmp/a/b/t1.nii.gz: no (/tmp/a/c.pt)", Path("/tmp/a")) == "error: t1.nii.gz: no (c.pt)"
+    assert (corpus.shorten("error: /tmp/a/b/t1.nii.gz: no (/tmp/a/c.pt)", Path("/tmp/a"))
+            == "error: t1.nii.gz: no (c.pt)")
 
 
 def test_every_case_has_a_unique_name() -> None:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SHARED_DATA
 from mrimpute.cli.app import app
+
+from conftest import SHARED_DATA
 
 pytestmark = pytest.mark.slow
 COREGISTERED = SHARED_DATA / "coregistered"
@@ -29,7 +30,8 @@ def real_crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small crops (64x64x8 voxels through the brain) of two real subjects with different orientations and dtypes."""
     root = tmp_path_factory.mktemp("real")
     _crop_subject(COREGISTERED / "ms19", root / "data" / "ms19", (slice(60, 124), slice(80, 144), slice(80, 88)))
-    _crop_subject(COREGISTERED / "met00110", root / "data" / "met00110", (slice(88, 152), slice(88, 152), slice(70, 78)))
+    _crop_subject(COREGISTERED / "met00110", root / "data" / "met00110",
+                  (slice(88, 152), slice(88, 152), slice(70, 78)))
     _crop_subject(COREGISTERED / "ms07", root / "ms07", (slice(60, 124), slice(80, 144), slice(80, 88)))
     return root
 
@@ -42,12 +44,14 @@ def test_train_then_synth_keeps_the_reference_header(real_crops: Path) -> None:
     assert result.exit_code == 0, result.output
     assert model.is_file() and model.with_suffix(".md").is_file() and model.with_suffix(".last.pt").is_file()
     out = real_crops / "flair_synth.nii.gz"
-    result = RUNNER.invoke(app, ["synth", "--t1", str(real_crops / "ms07/t1.nii.gz"), "--t2", str(real_crops / "ms07/t2.nii.gz"),
+    result = RUNNER.invoke(app, ["synth", "--t1", str(real_crops / "ms07/t1.nii.gz"),
+                                 "--t2", str(real_crops / "ms07/t2.nii.gz"),
                                  "--out", str(out), "--target", "flair", "--model", str(model)])
     assert result.exit_code == 0, result.output
     reference, written = nib.load(real_crops / "ms07/t1.nii.gz"), nib.load(out)
     assert written.shape == reference.shape and np.array_equal(written.affine, reference.affine)
-    for field in ("qform_code", "sform_code", "srow_x", "srow_y", "srow_z", "quatern_b", "quatern_c", "quatern_d", "pixdim"):
+    for field in ("qform_code", "sform_code", "srow_x", "srow_y", "srow_z", "quatern_b", "quatern_c", "quatern_d",
+                  "pixdim"):
         assert np.array_equal(written.header[field], reference.header[field]), field
     data = np.asarray(written.dataobj)
     background = np.asarray(reference.dataobj) == 0

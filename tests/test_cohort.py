@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute import __version__
 from mrimpute.cli.app import app
 from mrimpute.data.bids import discover_dataset
 from mrimpute.errors import InputError
 from mrimpute.pipeline.cohort import run_cohort
+
+from conftest import write_subject
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 SHAPE = (24, 20, 4)

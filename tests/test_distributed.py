@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_subject
 from mrimpute.errors import InputError
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.pipeline import distributed
 from mrimpute.pipeline.distributed import World, share, world_from_env
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
+
+from conftest import write_subject
 
 ARGS = dict(inputs="t1,t2", outputs="t2,flair", epochs=1, steps_per_epoch=3, batch_size=5, crop=16, width=0.125, seed=3)
 
@@ -65,4 +66,5 @@ def test_two_processes_train_what_one_process_trains(tmp_path: Path) -> None:
     assert together["metadata"]["processes"] == 2 and alone["metadata"]["processes"] == 1
     for key, weights in alone["state_dict"].items():
         assert torch.allclose(together["state_dict"][key], weights, atol=1e-6), key
-    assert abs(together["train_state"]["history"][0]["val_loss"] - alone["train_state"]["history"][0]["val_loss"]) < 1e-5
+    assert abs(together["train_state"]["history"][0]["val_loss"]
+               - alone["train_state"]["history"][0]["val_loss"]) < 1e-5

@@ -9,7 +9,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute.cli.app import app
 from mrimpute.config import ModelConfig
 from mrimpute.data.slices import SliceSampler
@@ -23,6 +22,8 @@ from mrimpute.pipeline.extend import add_decoder, add_encoder
 from mrimpute.pipeline.model_loading import load_model
 from mrimpute.pipeline.synthesize import synthesize
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
+
+from conftest import write_subject
 
 
 @pytest.fixture(scope="module")

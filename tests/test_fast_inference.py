@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import MODALITIES, write_subject
 from mrimpute.config import FUSIONS, ModelConfig
 from mrimpute.io.nifti import load_volume
 from mrimpute.model.fast_ops import replicate_pad, upsampling_conv
@@ -20,6 +19,8 @@ from mrimpute.pipeline.bench import reference_synthesis
 from mrimpute.pipeline.device import Precision, autocast, choose_precision, grad_scaler
 from mrimpute.pipeline.model_loading import default_model_path, load_model
 from mrimpute.pipeline.synthesize import normalise_inputs, synthesize_subsets
+
+from conftest import MODALITIES, write_subject
 
 MODS = list(MODALITIES)
 

@@ -17,7 +17,6 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute import __version__
 from mrimpute.cli import console as console_module
 from mrimpute.cli.app import app
@@ -30,6 +29,8 @@ from mrimpute.pipeline.extend import add_decoder, hold_out_like_parent
 from mrimpute.pipeline.train import TrainSettings, train
 from mrimpute.preview import qc_columns
 
+from conftest import one_line_error, write_subject
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 
@@ -39,15 +40,6 @@ def invoke(*args: object, columns: int = 200):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, *needles: str) -> str:
-    """The run failed with exit code 1 and one line `error: ...` holding every needle; returns that line."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], result.output
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------------ 1, 13: the README

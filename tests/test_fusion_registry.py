@@ -37,7 +37,8 @@ def test_fast_form_gives_the_stacked_form(name: str, count: int) -> None:
     generator = torch.Generator().manual_seed(count)
     shape = (2, fusion.encoder_channels(latent), 5, 7)
     latents = [torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(count)]
-    params = torch.randn(latent, generator=generator, dtype=torch.float64, requires_grad=True) if fusion.learnt else None
+    params = (torch.randn(latent, generator=generator, dtype=torch.float64, requires_grad=True)
+              if fusion.learnt else None)
     fast, plain = fusion.fuse(latents, params), fusion.fuse_stacked(latents, params)
     assert fast.shape == plain.shape == (2, latent, 5, 7)
     assert torch.allclose(fast, plain, rtol=0, atol=1e-12)

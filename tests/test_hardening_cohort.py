@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute.cli.app import app
 from mrimpute.errors import OutputError
 from mrimpute.pipeline.cohort import run_cohort
 from mrimpute.pipeline.reporting import Reporter
+
+from conftest import write_subject
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 SHAPE = (24, 20, 4)

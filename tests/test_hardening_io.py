@@ -18,16 +18,23 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import oblique_affine, phantom
 from mrimpute.cli.app import app
 from mrimpute.errors import CheckpointError, InputError, OutputError
 from mrimpute.io import atomic
-from mrimpute.io.atomic import (STALE_TEMPORARY_SECONDS, check_output_extension, check_writable, refuse_overwrite,
-                                remove_stale_temporaries, write_atomically)
+from mrimpute.io.atomic import (
+    STALE_TEMPORARY_SECONDS,
+    check_output_extension,
+    check_writable,
+    refuse_overwrite,
+    remove_stale_temporaries,
+    write_atomically,
+)
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.io.nifti import MIN_BRAIN_VOXELS, load_volume, require_brain, require_finite
 from mrimpute.pipeline.device import MAX_THREADS, check_threads, set_threads
 from mrimpute.pipeline.model_loading import load_model
+
+from conftest import oblique_affine, phantom
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 

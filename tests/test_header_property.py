@@ -31,8 +31,9 @@ def affines(draw) -> np.ndarray:
 
 
 @settings(max_examples=40, deadline=None)
-@given(affine=affines(), shape=st.tuples(st.integers(16, 20), st.integers(16, 20), st.integers(2, 9)), qcode=st.sampled_from([0, 1, 2]),
-       scode=st.sampled_from([0, 1, 2, 4]), dtype=st.sampled_from([np.int16, np.uint8, np.float32, np.float64]))
+@given(affine=affines(), shape=st.tuples(st.integers(16, 20), st.integers(16, 20), st.integers(2, 9)),
+       qcode=st.sampled_from([0, 1, 2]), scode=st.sampled_from([0, 1, 2, 4]),
+       dtype=st.sampled_from([np.int16, np.uint8, np.float32, np.float64]))
 def test_header_round_trip(affine: np.ndarray, shape: tuple[int, int, int], qcode: int, scode: int, dtype) -> None:
     data = (np.arange(np.prod(shape)).reshape(shape) % 200).astype(dtype)
     image = nib.Nifti1Image(data, affine)

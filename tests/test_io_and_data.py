@@ -8,12 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import oblique_affine, write_subject
 from mrimpute.data.intensity import bounding_box, crop_padded, foreground_mask, normalise, uncrop
 from mrimpute.data.subjects import discover_subjects, load_subject
 from mrimpute.errors import GridMismatchError, InputError
 from mrimpute.io.nifti import check_same_grid, load_volume, save_like
 from mrimpute.modalities import all_subsets, canonical_modality, parse_modality_list
+
+from conftest import oblique_affine, write_subject
 
 HEADER_FIELDS = ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d", "qoffset_x",
                  "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "xyzt_units")

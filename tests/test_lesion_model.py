@@ -12,9 +12,10 @@ import pytest
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute.cli.app import app
 from mrimpute.io.checkpoint import load_checkpoint
+
+from conftest import write_subject
 
 TINY = ["--epochs", "1", "--steps-per-epoch", "1", "--width", "0.125", "--crop", "16", "--batch-size", "2",
         "--device", "cpu", "--inputs", "t1,t2", "--outputs", "t1,t2,flair"]

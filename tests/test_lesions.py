@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import write_subject
 from mrimpute import lesion_measures
 from mrimpute.data.lesions import binarise, lesion_file, load_lesion_mask
 from mrimpute.data.slices import SliceSampler
@@ -16,6 +15,8 @@ from mrimpute.data.subjects import discover_subjects, load_subject
 from mrimpute.errors import InputError
 from mrimpute.io.nifti import load_volume
 from mrimpute.pipeline.lesion import lesion_report, transfer_lesion_mask
+
+from conftest import write_subject
 
 
 def test_label_maps_and_probability_maps_are_binarised_by_one_rule() -> None:
@@ -65,7 +66,8 @@ def test_absent_mask_means_no_lesion_and_sources_choose_the_file(tmp_path: Path)
         SliceSampler([loaded], ["t1"], axis=2, crop=16, lesion=True, lesion_fraction=1.5)
 
 
-def _shifted_copy(paths: dict[str, Path], folder: Path, shift_mm: tuple[float, float, float], pad: int) -> dict[str, Path]:
+def _shifted_copy(paths: dict[str, Path], folder: Path, shift_mm: tuple[float, float, float],
+                  pad: int) -> dict[str, Path]:
     """The same phantom on another grid: arrays padded by `pad` voxels and the object moved by shift_mm."""
     folder.mkdir()
     out = {}

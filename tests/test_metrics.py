@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import write_subject
 from mrimpute.metrics import PROTOCOLS, compare
 from mrimpute.pipeline.compare import compare_runs
 from mrimpute.pipeline.evaluate import CSV_FIELDS, EvalSettings, evaluate, parse_subsets, write_reports
+
+from conftest import write_subject
 
 
 def _pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,7 +99,8 @@ def test_evaluate_rows_csv_json_and_qc(tmp_path: Path, random_model: Path) -> No
     rows = evaluate(settings)
     # 2 subjects x 2 targets x 7 subsets of the other 3 inputs x (3 protocols + 3 in-lesion)
     assert len(rows) == 2 * 2 * 7 * 6
-    assert {r["protocol"] for r in rows} == {"paper", "brain", "brasyn", "paper@lesion", "brain@lesion", "brasyn@lesion"}
+    assert {r["protocol"] for r in rows} == {"paper", "brain", "brasyn",
+                                             "paper@lesion", "brain@lesion", "brasyn@lesion"}
     csv_path, json_path = write_reports(rows, tmp_path / "out")
     with csv_path.open() as handle:
         reader = csv.DictReader(handle)
@@ -107,7 +109,8 @@ def test_evaluate_rows_csv_json_and_qc(tmp_path: Path, random_model: Path) -> No
     summary = json.loads(json_path.read_text())
     assert len(summary["brain"]) == 2 * 7 and summary["brain"][0]["n"] == 2
     assert {"mse", "mse_sd", "psnr", "ssim", "ssim_sd"} <= set(summary["brain"][0])
-    assert sorted(p.name for p in (tmp_path / "out" / "qc").iterdir()) == ["a_flair.png", "a_t2.png", "b_flair.png", "b_t2.png"]
+    assert sorted(p.name for p in (tmp_path / "out" / "qc").iterdir()) == ["a_flair.png", "a_t2.png",
+                                                                           "b_flair.png", "b_t2.png"]
 
 
 def test_compare_marks_consistent_differences() -> None:
@@ -115,7 +118,8 @@ def test_compare_marks_consistent_differences() -> None:
     base = [{"subject": f"s{i}", "target": "flair", "subset": "t1", "protocol": "brain",
              "mse": 0.1 + 0.01 * rng.random(), "psnr": 25.0 + rng.random(), "ssim": 0.8 + 0.01 * rng.random()}
             for i in range(10)]
-    better = [{**r, "mse": r["mse"] - 0.05 + 0.001 * rng.random(), "psnr": r["psnr"] + 2 + 0.1 * rng.random(), "ssim": r["ssim"]} for r in base]
+    better = [{**r, "mse": r["mse"] - 0.05 + 0.001 * rng.random(), "psnr": r["psnr"] + 2 + 0.1 * rng.random(),
+               "ssim": r["ssim"]} for r in base]
     results = {r["metric"]: r for r in compare_runs(better, base)}
     assert results["psnr"]["significant"] == "*" and results["psnr"]["t_test_p"] < 0.05
     assert results["ssim"]["significant"] == ""  # identical values: no test, no mark
@@ -168,7 +172,8 @@ def test_replica_baseline_is_scored_like_a_model(tmp_path: Path) -> None:
 def _eval_rows(subjects: int, subsets: list[str], shift: float, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     return [{"subject": f"s{i}", "target": "flair", "subset": subset, "protocol": "brain",
-             "mse": 0.1 + 0.01 * rng.random(), "psnr": 25.0 + shift + 0.1 * rng.random(), "ssim": 0.8 + 0.01 * rng.random()}
+             "mse": 0.1 + 0.01 * rng.random(), "psnr": 25.0 + shift + 0.1 * rng.random(),
+             "ssim": 0.8 + 0.01 * rng.random()}
             for i in range(subjects) for subset in subsets]
 
 
@@ -185,7 +190,8 @@ def test_compare_many_reports_each_run_against_the_first_with_pooled_rows(tmp_pa
         writer = csv.DictWriter(handle, fieldnames=list(dedicated[0]))
         writer.writeheader()
         writer.writerows(dedicated)
-    wide, long = compare_many([("model", model), ("replica", baseline), ("dedicated", read_rows(tmp_path / "dedicated"))])
+    wide, long = compare_many([("model", model), ("replica", baseline),
+                               ("dedicated", read_rows(tmp_path / "dedicated"))])
     rows = {(r["target"], r["inputs"]): r for r in wide}
     # a pooled row per run that shares several subsets with the first: the dedicated models share one, so none
     assert list(rows) == [("flair", "t1"), ("flair", "t2"), ("flair", "t1+t2"), ("flair", "pooled (replica)")]
@@ -206,7 +212,8 @@ def test_compare_many_pools_over_subsets_and_marks_significance() -> None:
     assert len(pooled) == 1 and pooled[0]["n"] == 12
     # 4 subjects: Wilcoxon cannot reach 5% per subset (min p = 0.125), the pool of 12 pairs can
     assert all(not r["psnr replica"].endswith("*") for r in wide if r["inputs"] != "pooled")
-    assert pooled[0]["psnr replica"].endswith("*") and float(pooled[0]["psnr replica"][:-1]) < float(pooled[0]["psnr model"])
+    assert (pooled[0]["psnr replica"].endswith("*")
+            and float(pooled[0]["psnr replica"][:-1]) < float(pooled[0]["psnr model"]))
     assert {r["run"] for r in long} == {"replica"} and len(long) == 4 * 3
 
 
@@ -214,7 +221,8 @@ def test_compare_many_pools_over_every_target_when_several_are_scored() -> None:
     from mrimpute.pipeline.compare import compare_many
 
     def rows(shift: float, seed: int) -> list[dict]:
-        return [{**r, "target": target} for target in ("flair", "t2") for r in _eval_rows(2, ["t1", "t1c"], shift, seed)]
+        return [{**r, "target": target} for target in ("flair", "t2")
+                for r in _eval_rows(2, ["t1", "t1c"], shift, seed)]
 
     wide, _ = compare_many([("model", rows(0.0, 0)), ("other", rows(-2.0, 1))])
     assert [(r["target"], r["inputs"]) for r in wide][-1] == ("all", "pooled")

@@ -85,7 +85,8 @@ def test_output_mean_averages_decoded_images() -> None:
 def test_replicate_padding_keeps_size_and_width_multiplier_shrinks() -> None:
     small = SynthesisNet(ModelConfig(inputs=["t1"], outputs=["t2"], width=0.25))
     full = SynthesisNet(ModelConfig(inputs=["t1"], outputs=["t2"], width=1.0))
-    assert all(c.padding_mode == "replicate" for c in full.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3))
+    assert all(c.padding_mode == "replicate" for c in full.modules()
+               if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(small) < count(full) / 8
     assert full.encoders["t1"].level1[0].out_channels == 32 and full.encoders["t1"].bottom[0].out_channels == 128

@@ -10,12 +10,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from test_preprocess import _moved_and_resampled
 from typer.testing import CliRunner
 
 from mrimpute.cli.app import app
 from mrimpute.io.checksum import sha256_file
 from mrimpute.phantom import write_subject
-from test_preprocess import _moved_and_resampled
+
+from conftest import one_line_error
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 SHAPE = (48, 44, 16)
@@ -116,32 +118,24 @@ def test_out_dir_reference_modality_and_overwrite_rules(session: dict, tmp_path:
     assert {p.name: sha256_file(p) for p in session["raw"].iterdir()} == raw_before
 
 
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], result.output
-
 
 def test_missing_and_unreadable_manifest(session: dict, tmp_path: Path) -> None:
     out = tmp_path / "flair.nii.gz"
-    _one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--manifest", str(tmp_path / "no.json")),
+    one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--manifest", str(tmp_path / "no.json")),
                     "no.json", "manifest not found")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    _one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--manifest", str(bad)),
+    one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--manifest", str(bad)),
                     "bad.json", "not a readable preprocess manifest")
     bad.write_text("[1, 2]")
-    _one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--manifest", str(bad)),
+    one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--manifest", str(bad)),
                     "bad.json", "not a preprocess manifest")
     assert not out.exists()
 
 
 def test_modality_not_in_manifest(session: dict, tmp_path: Path) -> None:
     out = tmp_path / "flair.nii.gz"
-    _one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1c"), "manifest.json", "has no input 't1c'")
+    one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1c"), "manifest.json", "has no input 't1c'")
     assert not out.exists()
 
 
@@ -158,7 +152,7 @@ def test_raw_scan_changed_since_preprocessing(session: dict, tmp_path: Path) -> 
     out = tmp_path / "flair.nii.gz"
     result = RUNNER.invoke(app, ["synth", "--t1", str(pre / "t1.nii.gz"), "--t2", str(pre / "t2.nii.gz"),
                                  "--out", str(out), "--native-ref", "t1", "--threads", "1"])
-    _one_line_error(result, "t1_raw.nii.gz", "changed since it was preprocessed")
+    one_line_error(result, "t1_raw.nii.gz", "changed since it was preprocessed")
     assert not out.exists()
 
 
@@ -168,19 +162,19 @@ def test_inputs_that_were_not_preprocessed(session: dict, tmp_path: Path) -> Non
     manifest = session["pre"] / "manifest.json"
     result = RUNNER.invoke(app, ["synth", "--t1", str(phantom["t1"]), "--t2", str(phantom["t2"]), "--out", str(out),
                                  "--native-ref", "t1", "--manifest", str(manifest)])
-    _one_line_error(result, "t1.nii.gz", "not an output of the preprocessing")
+    one_line_error(result, "t1.nii.gz", "not an output of the preprocessing")
     # without --manifest the default (manifest.json beside the first input) does not exist
     result = RUNNER.invoke(app, ["synth", "--t1", str(phantom["t1"]), "--out", str(out), "--native-ref", "t1"])
-    _one_line_error(result, "manifest.json", "manifest not found")
+    one_line_error(result, "manifest.json", "manifest not found")
     assert not out.exists()
 
 
 def test_option_combinations_refused(session: dict, tmp_path: Path) -> None:
     out = tmp_path / "flair.nii.gz"
     manifest = str(session["pre"] / "manifest.json")
-    _one_line_error(_synth(session, "--out", str(out), "--manifest", manifest), "--manifest applies only with")
-    _one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--uncertainty",
+    one_line_error(_synth(session, "--out", str(out), "--manifest", manifest), "--manifest applies only with")
+    one_line_error(_synth(session, "--out", str(out), "--native-ref", "t1", "--uncertainty",
                            str(tmp_path / "sd.nii.gz")), "--native-ref t1", "--uncertainty")
     result = RUNNER.invoke(app, ["synth", "--dataset", str(tmp_path), "--native-ref", "t1"])
-    _one_line_error(result, "--native-ref")
+    one_line_error(result, "--native-ref")
     assert not out.exists()

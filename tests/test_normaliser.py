@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mrimpute.data.normaliser import (
+    LEGACY_NORMALISER,
+    NORMALISER,
+    Normaliser,
+    as_input,
+    as_target,
+    exterior,
+    findings,
+    foreground,
+    normaliser_for,
+    scaling,
+)
+
 from conftest import phantom
-from mrimpute.data.normaliser import (LEGACY_NORMALISER, NORMALISER, Normaliser, as_input, as_target, exterior,
-                                      findings, foreground, normaliser_for, scaling)
 
 
 @pytest.fixture

@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_subject
 from mrimpute.errors import CheckpointError, InputError
 from mrimpute.io.nifti import load_volume
 from mrimpute.pipeline.model_loading import load_model
 from mrimpute.pipeline.synthesize import auto_batch_size, normalise_inputs, plan_outputs, synthesize_subsets
 
+from conftest import write_subject
+
 
 def test_plan_outputs(tmp_path: Path, random_model: Path) -> None:
     given = {"t1": tmp_path / "t1.nii.gz", "t2": tmp_path / "t2.nii.gz"}
-    assert plan_outputs(random_model, given, tmp_path / "flair.nii.gz", None, None) == {"flair": tmp_path / "flair.nii.gz"}
+    assert (plan_outputs(random_model, given, tmp_path / "flair.nii.gz", None, None)
+            == {"flair": tmp_path / "flair.nii.gz"})
     assert plan_outputs(random_model, given, tmp_path / "x.nii.gz", "T1ce", None) == {"t1c": tmp_path / "x.nii.gz"}
     with pytest.raises(InputError, match="--target"):
         plan_outputs(random_model, given, tmp_path / "x.nii.gz", None, None)

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_subject
 from mrimpute.errors import CheckpointError, InputError
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
+
+from conftest import write_subject
 
 
 @pytest.fixture

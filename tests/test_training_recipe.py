@@ -10,7 +10,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute.cli.app import app
 from mrimpute.data.slices import SliceSampler
 from mrimpute.data.split import load_split
@@ -22,6 +21,8 @@ from mrimpute.model.losses import LossTerms, pixel_loss, ssim
 from mrimpute.pipeline.evaluate import check_held_out
 from mrimpute.pipeline.schedule import learning_rate
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
+
+from conftest import write_subject
 
 
 @pytest.fixture
@@ -148,3 +149,21 @@ def test_impossible_settings_are_one_line_errors(dataset: Path, tmp_path: Path, 
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_new_encoder_trains_from_subjects_with_only_some_of_the_models_contrasts(dataset: Path,
+                                                                                    tmp_path: Path) -> None:
+    from mrimpute.pipeline.extend import add_encoder
+
+    parent = train(_settings(dataset, tmp_path / "parent.pt", split=None, val_subjects=["s1"]))
+    for name in ("s0", "s2"):  # these two have the new contrast (pd) beside FLAIR only
+        folder = dataset / name
+        (folder / "t2.nii.gz").rename(folder / "pd.nii.gz")
+        (folder / "t1.nii.gz").unlink()
+    extended = add_encoder(parent, "pd", _settings(dataset, tmp_path / "pd.pt", split=None, val_subjects=["s0"],
+                                                   subjects=["s0", "s2"]))
+    payload = load_checkpoint(extended)
+    assert payload["config"]["inputs"] == ["t1", "t2", "flair", "pd"]
+    assert payload["metadata"]["training_subjects"] == ["s2"]
+    parent_weights = load_checkpoint(parent)["state_dict"]
+    assert all(torch.equal(parent_weights[k], v) for k, v in payload["state_dict"].items() if k in parent_weights)

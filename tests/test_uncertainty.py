@@ -12,7 +12,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute.cli.app import app
 from mrimpute.config import ModelConfig
 from mrimpute.errors import CheckpointError
@@ -23,6 +22,8 @@ from mrimpute.model.network import SynthesisNet
 from mrimpute.pipeline.latent_maps import fusion_winner
 from mrimpute.pipeline.model_loading import load_model
 from mrimpute.pipeline.synthesize import Product, normalise_inputs, synthesize, synthesize_products, synthesize_subsets
+
+from conftest import write_subject
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 CPU = torch.device("cpu")

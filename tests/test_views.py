@@ -12,7 +12,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_subject
 from mrimpute.cli.app import app
 from mrimpute.errors import InputError
 from mrimpute.io.nifti import load_volume
@@ -20,6 +19,8 @@ from mrimpute.metrics import striping
 from mrimpute.pipeline.model_loading import load_model
 from mrimpute.pipeline.synthesize import normalise_inputs, synthesize_subsets
 from mrimpute.pipeline.views import merge_volumes, parse_views
+
+from conftest import write_subject
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 

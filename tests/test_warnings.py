@@ -63,8 +63,8 @@ def warning_lines(stderr: str) -> list[str]:
 def test_zscored_input_warns_once_on_stderr_and_in_sidecar(tmp_path, robust_model):
     files = write_subject(tmp_path / "s")
     _rewrite(files["t1"], zscore)
-    code, stdout, stderr = synth("--t1", files["t1"], "--t2", files["t2"], "--out", tmp_path / "o" / "flair_synth.nii.gz",
-                                 "--model", robust_model)
+    code, stdout, stderr = synth("--t1", files["t1"], "--t2", files["t2"],
+                                 "--out", tmp_path / "o" / "flair_synth.nii.gz", "--model", robust_model)
     assert code == 0, stderr
     lines = warning_lines(stderr)
     assert len(lines) == 1, stderr

@@ -47,7 +47,8 @@ def phantom(shape: tuple[int, int, int] = (40, 36, 12), seed: int = 0) -> dict[s
     return volumes
 
 
-def write_subject(folder: Path, codes: str = "RAS", dtype=np.float32, seed: int = 0, shape=(40, 36, 12)) -> dict[str, Path]:
+def write_subject(folder: Path, codes: str = "RAS", dtype=np.float32, seed: int = 0,
+                  shape=(40, 36, 12)) -> dict[str, Path]:
     """Write a phantom subject as <folder>/<modality>.nii.gz (t1, t1c, t2, flair, lesion) on an oblique grid."""
     folder.mkdir(parents=True, exist_ok=True)
     affine = oblique_affine(codes)

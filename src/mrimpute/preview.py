@@ -25,7 +25,8 @@ def preview_slices(mask: np.ndarray, count: int = 3) -> list[int]:
     return [int(lo + (hi - lo) * f) for f in np.linspace(0.35, 0.65, count)]
 
 
-def montage(columns: dict[str, np.ndarray], mask: np.ndarray, window: float, error_columns: tuple[str, ...] = ()) -> np.ndarray:
+def montage(columns: dict[str, np.ndarray], mask: np.ndarray, window: float,
+            error_columns: tuple[str, ...] = ()) -> np.ndarray:
     """A grid: one column per named RAS+ volume, one row per slice; error columns use half the window."""
     rows = []
     for index in preview_slices(mask):

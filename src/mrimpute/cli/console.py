@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import typer
-from rich.console import Console, Group, RenderableType
 from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -103,7 +103,8 @@ class RichReporter(Reporter):
         if note or now - self.last_line >= self.LOG_INTERVAL_S:
             self.last_line = now
             elapsed = int(now - self.started)
-            self.progress.console.print(f"{self.description} {self.done}/{self.total} ({elapsed // 60}:{elapsed % 60:02d})"
+            self.progress.console.print(f"{self.description} {self.done}/{self.total} "
+                                        f"({elapsed // 60}:{elapsed % 60:02d})"
                                         + (f": {note}" if note else ""), highlight=False, soft_wrap=True)
 
     def finish(self) -> None:

@@ -32,6 +32,7 @@ def demo_command(
         console.print(make_table("demo: FLAIR from T1 + T2, open_ms patient07, inside the brain", [
             {"SSIM": metrics["ssim"], "PSNR (dB)": metrics["psnr"], "MAE": metrics["mae"], "MSE": metrics["mse"],
              "seconds": summary["synthesis_seconds"]}]))
-        console.print(f"wrote {summary['files']['nifti']}, {summary['files']['preview']} and {out_dir / 'metrics.json'}")
+        console.print(f"wrote {summary['files']['nifti']}, {summary['files']['preview']} "
+                      f"and {out_dir / 'metrics.json'}")
 
     run_guarded(job)

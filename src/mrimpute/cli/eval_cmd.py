@@ -112,7 +112,8 @@ def eval_command(
     truth: Optional[Path] = typer.Option(None, help="The true volume for --pred."),
     mask: Optional[Path] = typer.Option(None, help="Brain mask for --pred (default: the truth's foreground)."),
     lesion: Optional[Path] = typer.Option(None, help="Lesion mask for --pred: adds in-lesion scores."),
-    compare: Optional[list[Path]] = typer.Option(None, help="Evaluations to test against the first one: metrics.csv files or folders of them (repeat the option)."),
+    compare: Optional[list[Path]] = typer.Option(None, help="Evaluations to test against the first one: "
+                                                 "metrics.csv files or folders of them (repeat the option)."),
     out_dir: Optional[Path] = typer.Option(None, help="Folder for metrics.csv, summary.json and qc/ PNGs (default "
                                            "eval-output); with --pred/--truth, pair_metrics.csv and .json are "
                                            "written there only when it is given. Created if missing."),
@@ -125,7 +126,8 @@ def eval_command(
     update_card: bool = typer.Option(False, help="Add the table to the model's card (<model>.md)."),
     baseline: Optional[str] = typer.Option(None, help="Score a baseline instead of the model: 'replica' (random "
                                            "forest, trained on the model's training subjects)."),
-    baseline_data: Optional[Path] = typer.Option(None, help="Where the baseline's training subjects are (default: --data)."),
+    baseline_data: Optional[Path] = typer.Option(None, help="Where the baseline's training subjects are "
+                                                 "(default: --data)."),
     folds: int = typer.Option(0, min=0, help="Cross-validate: train on K-1 folds of --data, score the held-out fold."),
     train_inputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: input modalities of each fold's model."),
     train_outputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: output modalities."),
@@ -204,7 +206,8 @@ def eval_command(
             else:
                 rows = evaluate(settings, reporter)
         csv_path, json_path = write_reports(rows, reports_dir, force)
-        console.print(make_table(f"mean ± sd per subset ({protocol} protocol)", _format_summary(summarise(rows, protocol))))
+        console.print(make_table(f"mean ± sd per subset ({protocol} protocol)",
+                                 _format_summary(summarise(rows, protocol))))
         console.print(f"wrote {csv_path} and {json_path}")
         if update_card:
             console.print(f"updated {update_model_card(model or default_model_path(), rows, protocol)}")

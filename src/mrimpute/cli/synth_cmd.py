@@ -73,8 +73,8 @@ def synth_command(
     def job() -> None:
 
         from ..errors import InputError
-        from ..pipeline.model_loading import default_model_path
         from ..pipeline.map_files import plan_maps, write_maps
+        from ..pipeline.model_loading import default_model_path
         from ..pipeline.native import plan_native, write_native_outputs
         from ..pipeline.synthesize import check_outputs, plan_outputs, synthesize, write_outputs
         from ..pipeline.views import parse_views
@@ -98,8 +98,8 @@ def synth_command(
         from ..io.checksum import sha256_file
         from ..io.folders import ensure_parent_folders
         from ..io.sidecar import sidecar_path, write_sidecar
-        from ..pipeline.result_sidecar import result_sidecar
         from ..pipeline.cohort import refuse_findings
+        from ..pipeline.result_sidecar import result_sidecar
 
         sidecars = {t: sidecar_path(p) for t, p in paths.items()}  # provenance beside each synthesis
         _refuse_collisions(paths, maps, sidecars)

@@ -21,7 +21,8 @@ def train_command(
     crop: int = typer.Option(96, help="Training crop size in pixels (a multiple of 4)."),
     width: float = typer.Option(1.0, help="Channel width multiplier (1 = the paper's model)."),
     latent: int = typer.Option(16, help="Latent channels."),
-    fusion: str = typer.Option("max", help="Fusion: max, mean, hemis, output-mean or mean-max (learned per-channel mix of mean and max)."),
+    fusion: str = typer.Option("max", help="Fusion: max, mean, hemis, output-mean or mean-max (learned per-channel "
+                                           "mix of mean and max)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Random seed (runs with one seed are repeatable)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -66,9 +67,9 @@ def train_command(
     def job() -> None:
         from ..config import FUSIONS
         from ..errors import InputError
+        from ..modalities import parse_modality_list
         from ..model.augment import parse_augmentations
         from ..model.losses import LossTerms
-        from ..modalities import parse_modality_list
         from ..pipeline.device import set_threads
         from ..pipeline.distributed import world_from_env
         from ..pipeline.train import TrainSettings, train
@@ -85,7 +86,8 @@ def train_command(
             data=data, inputs=parse_modality_list(inputs), outputs=parse_modality_list(outputs), out=out,
             epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, crop=crop, width=width,
             latent=latent, fusion=fusion, lr=lr, seed=seed, device=device, resume=resume, patience=patience,
-            slice_axis=slice_axis, exclude=listed(exclude), val_subjects=listed(val_subjects), time_limit_min=time_limit, val_crops=val_crops,
+            slice_axis=slice_axis, exclude=listed(exclude), val_subjects=listed(val_subjects),
+            time_limit_min=time_limit, val_crops=val_crops,
             terms=LossTerms(c1=not no_c1, c2=not no_c2, c3=not no_c3, ssim=ssim), sample_c1_outputs=not full_c1,
             input_dropout=input_dropout, amp=amp, distributed=distributed, lesion_channel=lesion_channel,
             lesion_source=lesion_masks, lesion_fraction=lesion_fraction, split=split, augmentation=augmentation,

@@ -11,8 +11,8 @@ import numpy as np
 from ..errors import InputError
 from ..io.nifti import Volume, check_same_grid, load_volume
 from ..modalities import canonical_modality
-from .normaliser import Normaliser, Scaling, as_input, as_target
 from .lesions import lesion_file, load_lesion_mask
+from .normaliser import Normaliser, Scaling, as_input, as_target
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 MASK_NAMES = ("brainmask", "lesion", "lesion_predicted")

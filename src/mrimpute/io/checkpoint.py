@@ -20,7 +20,8 @@ sequences, pathologies, ages) it can fail without warning. A synthetic image can
 one that is not: never read a synthetic contrast as if it had been acquired."""
 
 
-def save_checkpoint(path: Path, config: ModelConfig, state_dict: dict, metadata: dict, extra: dict | None = None) -> None:
+def save_checkpoint(path: Path, config: ModelConfig, state_dict: dict, metadata: dict,
+                    extra: dict | None = None) -> None:
     """Write weights, the network's config and metadata (and any training state) atomically."""
     payload: dict[str, Any] = {
         "format_version": FORMAT_VERSION,

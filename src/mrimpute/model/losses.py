@@ -91,7 +91,8 @@ def synthesis_loss(
     c1, c3 = c1 / n_out, c3 / n_out
     c2 = latent_variance(list(latents.values())) if terms.c2 else zero
     total = c1 + c2 + c3
-    return total, {"c1": float(c1.detach()), "c2": float(c2.detach()), "c3": float(c3.detach()), "total": float(total.detach())}
+    return total, {"c1": float(c1.detach()), "c2": float(c2.detach()), "c3": float(c3.detach()),
+                   "total": float(total.detach())}
 
 
 class SynthesisLoss(nn.Module):

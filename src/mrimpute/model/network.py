@@ -7,10 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .fast_ops import activate_into, empty_padded, fill_border, interior, replicate_pad, upsampling_conv, \
-    upsampling_conv_phases
+from .fast_ops import (
+    activate_into,
+    empty_padded,
+    fill_border,
+    interior,
+    replicate_pad,
+    upsampling_conv,
+    upsampling_conv_phases,
+)
 from .fusion import Fusion, fusion_named
-
 
 # How far an output pixel sees: the encoder 27 pixels to each side (at the worst phase of its two 2x2 poolings),
 # the decoder 4 more. A slice cropped to the brain's box grown by this margin, with its corner on the poolings'
@@ -200,7 +206,8 @@ class SynthesisNet(nn.Module):
         super().__init__()
         self.config = config
         in_channels = 2 if config.lesion_channel else 1
-        self.encoders = nn.ModuleDict({m: Encoder(in_channels, config.encoder_latent, config.width) for m in config.inputs})
+        self.encoders = nn.ModuleDict({m: Encoder(in_channels, config.encoder_latent, config.width)
+                                       for m in config.inputs})
         self.decoders = nn.ModuleDict({m: Decoder(config.latent, config.width) for m in config.outputs})
         if self.fusion.learnt:  # e.g. mean-max: per latent channel, the logit of max's share (0: halfway to the mean)
             self.fusion_mix = nn.Parameter(self.fusion.initial_params(config.latent))

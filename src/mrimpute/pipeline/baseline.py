@@ -21,7 +21,8 @@ class ReplicaPredictor:
         found = {s.name: s for s in discover_subjects(train_data)}
         missing = [name for name in subjects if name not in found]
         if missing or not subjects:
-            raise InputError(f"{train_data}: baseline training subjects not found: {', '.join(missing) or 'none given'}")
+            raise InputError(f"{train_data}: baseline training subjects not found: "
+                             f"{', '.join(missing) or 'none given'}")
         self.subjects = [found[name] for name in subjects]
         self.modalities, self.seed, self.normaliser = modalities, seed, normaliser
         self.reporter = reporter or Reporter()

@@ -151,7 +151,8 @@ def _pad4(image: np.ndarray) -> np.ndarray:
 
 @torch.inference_mode()
 def reference_synthesis(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, subset: tuple[str, ...],
-                        targets: list[str], axis: int, slices: list[int], device: torch.device) -> dict[str, np.ndarray]:
+                        targets: list[str], axis: int, slices: list[int],
+                        device: torch.device) -> dict[str, np.ndarray]:
     """The plain eager path on the given slices: each slice whole (zero-padded to a multiple of 4), batch 1;
     (len(slices), h, w) per target, background zero."""
     results = {}
@@ -352,7 +353,8 @@ def summarise(cases: list[dict], results: list[dict], widths: dict[str, float]) 
         reference = references[(case["kind"], case["subject"], case.get("request"), case["model"]["name"])]
         value, base = _median_value(measured, training), _median_value(reference, training)
         cpu = statistics.median(reference["cpu_seconds"]) / statistics.median(measured["cpu_seconds"])
-        rows.append({"case": _label(case, measured), "model": _model_label(case["model"], widths[case["model"]["name"]]),
+        rows.append({"case": _label(case, measured),
+                     "model": _model_label(case["model"], widths[case["model"]["name"]]),
                      "path": PATH_LABELS[case["path"]], "unit": "slices/s" if training else "s/volume",
                      "median": value, "speed-up": value / base if training else base / value,
                      "speed-up CPU": cpu, "peak MB": measured["peak_rss_mb"],

@@ -20,10 +20,10 @@ from ..io.atomic import output_exists, write_atomically
 from ..io.checkpoint import load_checkpoint
 from ..io.checksum import sha256_file
 from ..io.sidecar import OUTPUT_UNITS, sidecar_path, write_sidecar
-from .result_sidecar import result_sidecar
 from .device import resolve_device
 from .model_loading import default_model_path
 from .reporting import Reporter
+from .result_sidecar import result_sidecar
 from .synthesize import synthesize, write_outputs
 
 DERIVATIVE_NAME = "mrimpute"

@@ -24,7 +24,8 @@ def read_rows(path: Path) -> list[dict]:
     path = Path(path)
     files = sorted(path.rglob("metrics.csv")) if path.is_dir() else [path]
     if not files or not files[0].is_file():
-        raise InputError(f"{path}: evaluation CSV not found" + (" (no metrics.csv under the folder)" if path.is_dir() else ""))
+        raise InputError(f"{path}: evaluation CSV not found"
+                         + (" (no metrics.csv under the folder)" if path.is_dir() else ""))
     rows, origin = [], {}
     for file in files:
         with file.open(newline="") as handle:

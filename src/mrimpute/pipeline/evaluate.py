@@ -13,6 +13,7 @@ import numpy as np
 from ..config import SLICE_AXES
 from ..data.intensity import foreground_mask
 from ..data.lesions import load_lesion_mask
+from ..data.normaliser import normaliser_for
 from ..data.subjects import discover_subjects
 from ..errors import InputError
 from ..io.atomic import write_atomically
@@ -21,7 +22,6 @@ from ..metrics import PROTOCOLS, compare, format_value, metric_names, shown_metr
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
 from .device import resolve_device
-from ..data.normaliser import normaliser_for
 from .model_loading import load_model
 from .reporting import Reporter
 from .synthesize import Product, normalise_inputs, synthesize_products

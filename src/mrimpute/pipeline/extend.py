@@ -7,16 +7,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import ModelConfig
-from ..data.subjects import discover_subjects
 from ..data.normaliser import normaliser_for
+from ..data.subjects import discover_subjects
 from ..errors import CheckpointError, InputError
 from ..io.atomic import check_writable, refuse_overwrite
 from ..io.checkpoint import card_path, load_checkpoint
 from ..io.checksum import sha256_file
+from ..modalities import canonical_modality
 from ..model.error_head import ErrorHeadLoss
 from ..model.losses import LossTerms
 from ..model.network import SynthesisNet
-from ..modalities import canonical_modality
 from .reporting import Reporter
 from .train import TrainSettings, WarmStart, last_checkpoint_path, train
 
@@ -178,7 +178,8 @@ def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = Fals
         "(first-layer weights for it zero, so the start is exactly the parent), then trained with every part free "
         f"on the subjects' lesion masks (source: {settings.lesion_source}; a subject without a mask has none)."])
     start = WarmStart(config=enlarged, prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
-    return train(replace(_settings(settings, enlarged, settings.terms, payload, force), lesion_channel=True), reporter, start)
+    return train(replace(_settings(settings, enlarged, settings.terms, payload, force), lesion_channel=True),
+                 reporter, start)
 
 
 def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,

@@ -55,6 +55,7 @@ def load_model(path: str | Path | None, device: torch.device) -> tuple[Synthesis
         model = SynthesisNet(config)
         model.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: weights do not match the stored model settings ({type(exc).__name__})") from None
+        raise CheckpointError(f"{path}: weights do not match the stored model settings "
+                              f"({type(exc).__name__})") from None
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     return model, payload

@@ -4,7 +4,8 @@ Steps: load + reorient (every input is read and reordered to RAS+ in memory; phy
 N4 bias-field correction (in each scan's native space), rigid mutual-information registration of each scan onto the
 reference (optionally then affine), a same-subject check, resampling (linear), the brain mask (given, or a
 computed head/foreground mask; with --skull-strip and no given mask, deepbet's brain mask of the T1/T1c
-scan on the output grid, see preprocess.skullstrip), optional skull strip, and the atomic writing of NIfTI, transforms and manifest.
+scan on the output grid, see preprocess.skullstrip), optional skull strip, and the atomic writing of NIfTI, transforms
+and manifest.
 `pipeline.native` takes a volume on the preprocessed grid back onto one input's original grid.
 """
 

@@ -13,8 +13,8 @@ import torch
 
 from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, paste
-from ..data.normaliser import Normaliser, Scaling, as_input, findings, normaliser_for
 from ..data.lesions import load_lesion_mask
+from ..data.normaliser import Normaliser, Scaling, as_input, findings, normaliser_for
 from ..errors import CheckpointError, InputError, OutputError
 from ..io.atomic import check_output_extension, check_writable, refuse_overwrite
 from ..io.checkpoint import load_checkpoint
@@ -189,7 +189,8 @@ def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask
             reporter.advance(run.stop - run.start)
             continue
         box = plane_box(stacked_mask[run], exact)
-        images = {m: torch.from_numpy(np.ascontiguousarray(np.stack([crop_padded(c[run], box) for c in arrays], axis=1)))
+        images = {m: torch.from_numpy(np.ascontiguousarray(
+                         np.stack([crop_padded(c[run], box) for c in arrays], axis=1)))
                   .to(device).contiguous(memory_format=torch.channels_last) for m, arrays in channels.items()}
         for product, value in _batch_products(model, model.encode(images), products).items():
             paste(value.cpu().numpy(), box, results[product][run])
@@ -209,7 +210,8 @@ def synthesize_subsets(model: SynthesisNet, inputs: dict[str, np.ndarray], mask:
 
 
 def synthesize_arrays(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, targets: list[str],
-                      device: torch.device, batch_size: int = 0, reporter: Reporter | None = None) -> dict[str, np.ndarray]:
+                      device: torch.device, batch_size: int = 0,
+                      reporter: Reporter | None = None) -> dict[str, np.ndarray]:
     """Synthesise the targets from all the given inputs fused."""
     subset = tuple(inputs)
     results = synthesize_subsets(model, inputs, mask, [(subset, t) for t in targets], device, batch_size, reporter)
@@ -273,7 +275,8 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
                            uncertainty={t: results[Product("uncertainty", subset, t)] for t in targets if uncertainty},
                            explanation=results[Product("explain", subset)] if explain else None,
                            inputs=list(ordered), views=list(views), scalings=prepared.scalings,
-                           findings={str(volumes[m].path): prepared.findings[m] for m in ordered if prepared.findings[m]},
+                           findings={str(volumes[m].path): prepared.findings[m]
+                                     for m in ordered if prepared.findings[m]},
                            normaliser=normaliser.name, brain_extraction=brain_extraction)
 
 

@@ -22,8 +22,16 @@ from .device import choose_precision, grad_scaler
 from .distributed import World
 from .reporting import Reporter
 from .schedule import ExponentialAverage
-from .train_settings import (TrainSettings, WarmStart, check_output, check_settings, last_checkpoint_path,
-                             recorded_defaults, recorded_settings, split_subjects)
+from .train_settings import (
+    TrainSettings,
+    WarmStart,
+    check_output,
+    check_settings,
+    last_checkpoint_path,
+    recorded_defaults,
+    recorded_settings,
+    split_subjects,
+)
 from .train_steps import Stepper, present_contrasts, train_epoch, validate
 
 RESUMABLE_CHANGES = {"time_limit_min", "patience", "device", "amp", "force"}  # what --resume may change

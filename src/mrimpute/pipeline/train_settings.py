@@ -22,6 +22,7 @@ from ..model.losses import LossTerms
 from ..model.network import SynthesisNet
 from .schedule import LR_SCHEDULES
 
+
 @dataclass
 class TrainSettings:
     """Everything `mrimpute train` takes."""

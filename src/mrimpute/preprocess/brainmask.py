@@ -1,7 +1,8 @@
 """A head (foreground) mask computed from one scan.
 
-Method (documented, deterministic): the lower of two Otsu thresholds (three classes) of the scan (a light Gaussian smoothing first), the largest
-3D connected component, a morphological closing (radius ~3 mm, rounded to voxels per axis), then 3D hole filling
+Method (documented, deterministic): the lower of two Otsu thresholds (three classes) of the scan (a light Gaussian
+smoothing first), the largest 3D connected component, a morphological closing (radius ~3 mm, rounded to voxels per
+axis), then 3D hole filling
 and 2D hole filling slice by slice along the coarsest axis. This is a HEAD / FOREGROUND mask: it contains skull,
 scalp and any tissue brighter than the background. It is NOT a skull strip; "--skull-strip" with a computed mask
 only removes the background (air, noise). Give a true brain mask with --mask for a real skull strip.
@@ -12,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-MASK_METHOD = ("head/foreground mask (not a skull strip): lower three-class Otsu threshold of the smoothed reference, largest "
-               "connected component, morphological closing (3 mm), hole filling")
+MASK_METHOD = ("head/foreground mask (not a skull strip): lower three-class Otsu threshold of the smoothed reference, "
+               "largest connected component, morphological closing (3 mm), hole filling")
 
 
 def head_mask(image: sitk.Image, closing_mm: float = 3.0) -> sitk.Image:
