@@ -167,3 +167,25 @@ def test_a_new_encoder_trains_from_subjects_with_only_some_of_the_models_contras
     assert payload["metadata"]["training_subjects"] == ["s2"]
     parent_weights = load_checkpoint(parent)["state_dict"]
     assert all(torch.equal(parent_weights[k], v) for k, v in payload["state_dict"].items() if k in parent_weights)
+
+
+def test_learnt_error_heads_train_frozen_and_map_the_uncertainty(dataset: Path, tmp_path: Path) -> None:
+    from mrimpute.pipeline.extend import add_error_heads
+    from mrimpute.pipeline.synthesize import synthesize
+
+    parent = train(_settings(dataset, tmp_path / "parent.pt"))
+    heads = add_error_heads(parent, _settings(dataset, tmp_path / "heads.pt", epochs=3, lr=3e-3))
+    payload = load_checkpoint(heads)
+    assert payload["config"]["error_heads"] == ["t2", "flair"]
+    parent_weights = load_checkpoint(parent)["state_dict"]
+    assert all(torch.equal(parent_weights[k], v) for k, v in payload["state_dict"].items() if k in parent_weights)
+    history = load_checkpoint(last_checkpoint_path(heads))["train_state"]["history"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]  # the heads learnt something about the error
+    inputs = {m: dataset / "s1" / f"{m}.nii.gz" for m in ("t1", "t2")}
+    learnt = synthesize(inputs, ["flair"], heads, "cpu", uncertainty=True)
+    spread = synthesize(inputs, ["flair"], parent, "cpu", uncertainty=True)
+    assert np.array_equal(learnt.outputs["flair"], spread.outputs["flair"])  # the synthesis itself is the parent's
+    assert learnt.uncertainty["flair"].min() >= 0 and np.isfinite(learnt.uncertainty["flair"]).all()
+    assert not np.allclose(learnt.uncertainty["flair"], spread.uncertainty["flair"])
+    with pytest.raises(InputError, match="already has error heads"):
+        add_error_heads(heads, _settings(dataset, tmp_path / "again.pt"))

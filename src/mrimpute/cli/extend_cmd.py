@@ -4,6 +4,7 @@ trained model, the rest frozen."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -30,11 +31,14 @@ TIME_LIMIT = typer.Option(0.0, help="Stop after the epoch that passes this many 
 THREADS = typer.Option(0, help="CPU threads (0: torch's default).")
 RESUME = typer.Option(False, help="Continue from '<out>.last.pt' after an interruption.")
 FORCE = typer.Option(False, help="Overwrite an existing --out.")
+SPLIT = typer.Option(None, help="A declared split (e.g. models/split.toml): its test subjects are never read, its "
+                     "validation subjects pick the best epoch.")
 
 
 def _extend(kind: str, model: Path, modality: str, data: Path, out: Path, epochs: int, steps_per_epoch: int,
             batch_size: int, crop: int, lr: float, seed: int, device: str, patience: int, exclude: str,
-            val_subjects: str, time_limit: float, threads: int, resume: bool, force: bool, subjects: str = "") -> None:
+            val_subjects: str, time_limit: float, threads: int, resume: bool, force: bool, subjects: str = "",
+            split: Optional[Path] = None) -> None:
     from ..errors import InputError
     from ..pipeline.extend import add_decoder, add_encoder, add_error_heads
     from ..pipeline.train import TrainSettings
@@ -45,11 +49,11 @@ def _extend(kind: str, model: Path, modality: str, data: Path, out: Path, epochs
         set_threads(threads)
     if crop % 4:
         raise InputError(f"--crop {crop} is not a multiple of 4")
-    split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
+    listed = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
     settings = TrainSettings(data=data, inputs=[], outputs=[], out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device, resume=resume,
-                             patience=patience, exclude=split(exclude), val_subjects=split(val_subjects),
-                             subjects=split(subjects), time_limit_min=time_limit)
+                             patience=patience, exclude=listed(exclude), val_subjects=listed(val_subjects),
+                             subjects=listed(subjects), time_limit_min=time_limit, split=split)
     from ..io.folders import ensure_parent_folders
 
     ensure_parent_folders([out])  # a missing output folder is created
@@ -67,12 +71,12 @@ def train_decoder_command(
     data: Path = DATA, out: Path = OUT, epochs: int = EPOCHS, steps_per_epoch: int = STEPS, batch_size: int = BATCH,
     crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE, patience: int = PATIENCE,
     exclude: str = EXCLUDE, val_subjects: str = VAL, time_limit: float = TIME_LIMIT, threads: int = THREADS,
-    resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS,
+    resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS, split: Optional[Path] = SPLIT,
 ) -> None:
     """Add a decoder for a new output to a trained model; every encoder and decoder it has stays frozen (paper VI-E)."""
     run_guarded(lambda: _extend("decoder", model, output, data, out, epochs, steps_per_epoch, batch_size, crop, lr,
                                 seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force,
-                                subjects))
+                                subjects, split))
 
 
 def train_encoder_command(
@@ -80,13 +84,13 @@ def train_encoder_command(
     data: Path = DATA, out: Path = OUT, epochs: int = EPOCHS, steps_per_epoch: int = STEPS, batch_size: int = BATCH,
     crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE, patience: int = PATIENCE,
     exclude: str = EXCLUDE, val_subjects: str = VAL, time_limit: float = TIME_LIMIT, threads: int = THREADS,
-    resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS,
+    resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS, split: Optional[Path] = SPLIT,
 ) -> None:
     """Add an encoder for a new input, trained into the frozen latent space (c1 through the frozen decoders + c2
     against the frozen encoders' latents)."""
     run_guarded(lambda: _extend("encoder", model, modality, data, out, epochs, steps_per_epoch, batch_size, crop, lr,
                                 seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force,
-                                subjects))
+                                subjects, split))
 
 
 def train_uncertainty_command(
@@ -94,9 +98,10 @@ def train_uncertainty_command(
     batch_size: int = BATCH, crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE,
     patience: int = PATIENCE, exclude: str = EXCLUDE, val_subjects: str = VAL, time_limit: float = TIME_LIMIT,
     threads: int = THREADS, resume: bool = RESUME, force: bool = FORCE, subjects: str = SUBJECTS,
+    split: Optional[Path] = SPLIT,
 ) -> None:
     """Add learnt error heads: per output, the expected absolute error of the synthesis (synth --uncertainty maps
     it); every other part stays frozen."""
     run_guarded(lambda: _extend("error heads", model, "", data, out, epochs, steps_per_epoch, batch_size, crop, lr,
                                 seed, device, patience, exclude, val_subjects, time_limit, threads, resume, force,
-                                subjects))
+                                subjects, split))
