@@ -108,3 +108,13 @@ def test_checkpoints_name_their_normaliser() -> None:
     assert np.allclose(as_input(volume, mask, s)[mask], volume[mask] / volume[mask].mean(), rtol=1e-5)
     with pytest.raises(ValueError, match="unknown normaliser"):
         normaliser_for({"normaliser": "nonsense"})
+
+
+def test_a_legacy_model_still_warns_of_a_z_scored_input(brain: np.ndarray) -> None:
+    from mrimpute.pipeline.synthesize import normalise_inputs
+
+    mask = foreground(brain)
+    z = np.where(mask, (brain - brain[mask].mean()) / brain[mask].std(), -5.0).astype(np.float32)
+    legacy = normalise_inputs({"t1": z}, Normaliser(LEGACY_NORMALISER)).findings["t1"]
+    assert len(legacy) == 1 and "looks z-scored" in legacy[0] and "expect a poor result" in legacy[0]
+    assert normalise_inputs({"t1": brain}, Normaliser(LEGACY_NORMALISER)).findings["t1"] == []

@@ -42,8 +42,10 @@ def synth_command(
     views: Optional[str] = typer.Option(None, help="Synthesise along each of these axes and merge, e.g. "
                                         "axial,coronal,sagittal."),
     merge: str = typer.Option("mean", help="With --views: merge voxel-wise by mean or median."),
-    uncertainty: Optional[Path] = typer.Option(None, help="Also write the spread (sd) between the target decoded "
-                                               "from each input alone and from all fused (one target: --out)."),
+    uncertainty: Optional[Path] = typer.Option(None, help="Also write an uncertainty map: the expected absolute "
+                                               "error (models with error heads, train-uncertainty), else the spread "
+                                               "(sd) between the target decoded from each input alone and from all "
+                                               "fused (one target: --out)."),
     lesion_mask: Optional[Path] = typer.Option(None, help="Lesion mask on the inputs' grid for a lesion-aware model "
                                                "(train --lesion-channel): lesions are drawn there."),
     explain: Optional[Path] = typer.Option(None, help="Also write which input wins the max fusion per voxel (label "

@@ -8,13 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from .. import modalities
 from ..modalities import canonical_modality
 from .subjects import nifti_stem
 
 SKIPPED_FOLDERS = {"derivatives", "sourcedata", "code"}
-BIDS_SUFFIXES = {"T1w": "t1", "T2w": "t2", "FLAIR": "flair", "PDw": "pd", "dwi": "dwi"}
-BIDS_FOLDERS = ("anat", "dwi")
-BRATS_NAME = re.compile(r"^.+-(?P<code>t1n|t1c|t2w|t2f)$", re.IGNORECASE)
+# BIDS suffixes, entities, datatype folders and BraTS codes come from the modality table (modalities.MODALITIES)
+
+
+def _brats_name() -> re.Pattern:
+    codes = "|".join(re.escape(m.brats) for m in modalities.table() if m.brats)
+    return re.compile(rf"^.+-(?P<code>{codes})$", re.IGNORECASE)
 
 
 @dataclass
@@ -50,15 +54,12 @@ def bids_modality(stem: str) -> str | None:
     parts = stem.split("_")
     suffix, entities = parts[-1], parts[:-1]
     keys = {part.split("-", 1)[0] for part in entities if "-" in part}
-    if suffix not in BIDS_SUFFIXES or "desc" in keys:
-        return None
-    modality = BIDS_SUFFIXES[suffix]
-    return "t1c" if modality == "t1" and "ce" in keys else modality
+    return None if "desc" in keys else modalities.bids_modality(suffix, keys)
 
 
 def plain_modality(stem: str) -> str | None:
     """The canonical modality of a plain (`t1`, `flair`, `T2w` ...) or BraTS (`...-t1n`) file name, or None."""
-    match = BRATS_NAME.match(stem)
+    match = _brats_name().match(stem)
     candidate = match.group("code") if match else stem
     try:
         return canonical_modality(candidate)
@@ -83,7 +84,7 @@ def _collect(files: list[tuple[Path, str | None]], label: str) -> tuple[dict[str
 
 
 def _bids_session(folder: Path, subject: str, session: str | None) -> DatasetSubject | None:
-    files = [(path, bids_modality(stem)) for kind in BIDS_FOLDERS if (folder / kind).is_dir()
+    files = [(path, bids_modality(stem)) for kind in modalities.bids_folders() if (folder / kind).is_dir()
              for path, stem in _visible_niftis(folder / kind)]
     entry = DatasetSubject(subject, session, {})
     entry.files, entry.warnings = _collect(files, entry.name)

@@ -35,6 +35,7 @@ LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.9
 SPECK_FRACTION = 0.01  # foreground components smaller than this share of the largest are noise in the air
 HEAD_LITRES = 2.1  # more foreground than this is a head (skull-stripped brains hold 1.0-1.8 litres)
 LEGACY_FOREGROUND_FRACTION = 1e-3
+HANDLED = "; normalised from the brain's own range"  # how a finding about an unusual convention ends
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,9 @@ def findings(data: np.ndarray, brain: np.ndarray, s: Scaling, voxel_ml: float) -
     below = float((inside < 0).mean()) if inside.size else 0.0
     level, _ = border_level(data)
     if below > 0.1 and level < 0:
-        notes.append(f"looks z-scored ({below:.0%} of the brain below 0, background {level:.3g}); "
-                     "normalised from the brain's own range")
+        notes.append(f"looks z-scored ({below:.0%} of the brain below 0, background {level:.3g}){HANDLED}")
     elif np.issubdtype(data.dtype, np.floating) and data.min() >= 0 and data.max() <= 1.0:
-        notes.append("looks min-max scaled (values within 0-1); normalised from the brain's own range")
+        notes.append(f"looks min-max scaled (values within 0-1){HANDLED}")
     litres = float(brain.sum()) * voxel_ml / 1000.0
     if litres > HEAD_LITRES:
         notes.append(f"looks like a head, not a brain ({litres:.1f} litres of foreground; brains are 1.0-1.8): the "

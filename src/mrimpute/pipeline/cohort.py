@@ -20,6 +20,7 @@ from ..io.atomic import output_exists, write_atomically
 from ..io.checkpoint import load_checkpoint
 from ..io.checksum import sha256_file
 from ..io.sidecar import OUTPUT_UNITS, sidecar_path, write_sidecar
+from ..modalities import bids_name, row
 from .device import resolve_device
 from .model_loading import default_model_path
 from .reporting import Reporter
@@ -29,9 +30,6 @@ from .synthesize import synthesize, write_outputs
 DERIVATIVE_NAME = "mrimpute"
 BIDS_VERSION = "1.9.0"
 NORMALISATION = OUTPUT_UNITS
-# canonical modality -> (extra entities before desc, BIDS suffix)
-OUTPUT_NAMES = {"t1": ("", "T1w"), "t1c": ("_ce-gd", "T1w"), "t2": ("", "T2w"), "flair": ("", "FLAIR"),
-                "pd": ("", "PDw"), "dwi": ("", "dwi")}
 
 
 @dataclass
@@ -44,12 +42,12 @@ class CohortTask:
 
 
 def output_path(deriv_root: Path, entry: DatasetSubject, target: str) -> Path:
-    """DERIV_ROOT/sub-X[/ses-Y]/anat/sub-X[_ses-Y][_ce-gd]_desc-synth_<suffix>.nii.gz"""
+    """DERIV_ROOT/sub-X[/ses-Y]/<anat|dwi>/sub-X[_ses-Y][_ce-gd]_desc-synth_<suffix>.nii.gz"""
     folder = Path(deriv_root) / f"sub-{entry.subject}"
     if entry.session:
         folder = folder / f"ses-{entry.session}"
-    entities, suffix = OUTPUT_NAMES[target]
-    return folder / "anat" / f"{entry.name}{entities}_desc-synth_{suffix}.nii.gz"
+    # entities, suffix and datatype folder from the modality table
+    return folder / row(target).bids_folder / f"{bids_name(target, entry.name, desc='synth')}.nii.gz"
 
 
 def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[CohortTask], list[dict], list[str]]:

@@ -14,7 +14,7 @@ import torch
 from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, paste
 from ..data.lesions import load_lesion_mask
-from ..data.normaliser import Normaliser, Scaling, as_input, findings, normaliser_for
+from ..data.normaliser import HANDLED, Normaliser, Scaling, as_input, findings, normaliser_for
 from ..errors import CheckpointError, InputError, OutputError
 from ..io.atomic import check_output_extension, check_writable, refuse_overwrite
 from ..io.checkpoint import load_checkpoint
@@ -98,8 +98,18 @@ def normalise_inputs(volumes: dict[str, np.ndarray], normaliser: Normaliser = No
     for m, volume in volumes.items():
         scalings[m] = normaliser.scaling(volume, mask & masks[m])
         normalised[m] = as_input(volume, mask & masks[m], scalings[m])
-        notes[m] = findings(volume, mask & masks[m], scalings[m], voxel_ml)
+        notes[m] = _findings(volume, normaliser, voxel_ml) if normaliser.legacy else \
+            findings(volume, mask & masks[m], scalings[m], voxel_ml)
     return NormalisedInputs(normalised, mask, scalings, notes)
+
+
+def _findings(volume: np.ndarray, legacy: Normaliser, voxel_ml: float) -> list[str]:
+    """What a model with the legacy normaliser should warn of: the same findings, seen by the robust normaliser."""
+    robust = Normaliser()
+    brain = robust.foreground(volume)
+    notes = findings(volume, brain, robust.scaling(volume, brain), voxel_ml)
+    caveat = f"; this model predates the robust normaliser ({legacy.name}: negatives clipped to 0): expect a poor result"
+    return [n.replace(HANDLED, caveat) for n in notes]
 
 
 def auto_batch_size(height: int, width: int) -> int:
