@@ -269,3 +269,14 @@ def test_a_run_scored_twice_is_refused(tmp_path: Path) -> None:
             writer.writerows(rows)
     with pytest.raises(InputError, match="again"):
         read_rows(tmp_path)
+
+
+def test_ssim_of_a_thin_slab_uses_a_window_that_fits() -> None:
+    from mrimpute.metrics import Pair, _ssim
+
+    rng = np.random.default_rng(0)
+    for depth in (1, 2, 5, 6):
+        truth = rng.random((40, 36, depth)).astype(np.float32)
+        region = np.ones(truth.shape, dtype=bool)
+        assert _ssim(Pair(truth.copy(), truth, region, 1.0)) == pytest.approx(1.0)
+        assert _ssim(Pair(rng.random(truth.shape).astype(np.float32), truth, region, 1.0)) < 0.2  # unrelated

@@ -23,6 +23,7 @@ from skimage.metrics import structural_similarity
 from .data.intensity import bounding_box, crop_padded
 
 PROTOCOLS: tuple[str, ...] = ("paper", "brain", "brasyn")
+SSIM_WINDOW = 7  # scikit-image's default window
 
 
 @dataclass
@@ -57,8 +58,14 @@ def _ssim(pair: Pair) -> float:
     region = pair.region
     box = [slice(max(0, b.start), min(n, b.stop)) for b, n in
            zip(bounding_box(region, (0, 1, 2), multiple=1, margin=4), region.shape)]
-    mean_ssim, ssim_map = structural_similarity(crop_padded(pair.true, box), crop_padded(pair.pred, box),
-                                                data_range=pair.data_range, full=True)
+    true, pred = crop_padded(pair.true, box), crop_padded(pair.pred, box)
+    if min(true.shape) < SSIM_WINDOW:  # a thin slab: a window that fits (odd), at least 3 voxels
+        true, pred, region = (np.pad(a, [(0, max(0, 3 - n)) for n in a.shape], mode="edge")
+                              for a in (true, pred, crop_padded(region, box)))
+        window = max(3, min(SSIM_WINDOW, min(true.shape) - (min(true.shape) + 1) % 2))
+        _, ssim_map = structural_similarity(true, pred, data_range=pair.data_range, full=True, win_size=window)
+        return float(ssim_map[region].mean())
+    mean_ssim, ssim_map = structural_similarity(true, pred, data_range=pair.data_range, full=True)
     # whole volume: scikit-image's own mean (which leaves out the window's half-width at the borders)
     return float(mean_ssim if region.all() else ssim_map[crop_padded(region, box)].mean())
 

@@ -28,6 +28,8 @@ class Modality:
     bids_folder: str = "anat"        # the BIDS datatype folder
     brats: str | None = None         # the BraTS 2023 file-name code (`BraTS-GLI-00001-000-t1n.nii.gz`)
     registers_via: str | None = None  # preprocess: on the same grid as this modality, reuse its registration
+    brain_only: bool = False         # shows little besides the brain (fat-suppressed EPI): preprocess's same-subject
+    #                                  check then asks its head mask to lie inside the reference's, not to match it
 
     @property
     def option(self) -> str:
@@ -44,11 +46,11 @@ MODALITIES: tuple[Modality, ...] = (
     Modality("t2", "T2-weighted", ("t2w",), "T2w", brats="t2w"),
     Modality("flair", "FLAIR", ("t2f",), "FLAIR", brats="t2f"),
     Modality("pd", "proton density", ("pdw",), "PDw"),
-    Modality("dwi", "diffusion-weighted, the trace image", (), "dwi", bids_folder="dwi"),
+    Modality("dwi", "diffusion-weighted trace", (), "dwi", bids_folder="dwi", brain_only=True),
     # BIDS has no official suffix for an ADC map: `_ADC` in the dwi folder is the convention of the diffusion
     # derivatives (BEP016 / dwiprep-style outputs), used here for raw datasets as well. An ADC map is registered
     # through the DWI image when both lie on one grid (its contrast drives mutual information poorly).
-    Modality("adc", "ADC map", (), "ADC", bids_folder="dwi", registers_via="dwi"),
+    Modality("adc", "ADC map", (), "ADC", bids_folder="dwi", registers_via="dwi", brain_only=True),
 )
 
 

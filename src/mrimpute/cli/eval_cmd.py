@@ -99,7 +99,8 @@ def _compare(paths: list[Path], protocol: str, out_dir: Path, force: bool) -> No
 
 
 def eval_command(
-    data: Optional[Path] = typer.Option(None, help="Folder of subject folders or a CSV manifest, with true contrasts."),
+    data: Optional[Path] = typer.Option(None, help="Dataset with true contrasts: subject folders, BIDS, BraTS names, "
+                                      "an nnU-Net folder or a CSV manifest."),
     model: Optional[Path] = typer.Option(None, help="Model checkpoint (default: the shipped model)."),
     subjects: str = typer.Option("", help="Comma-separated subjects to score (default: all)."),
     split: Optional[Path] = typer.Option(None, help="Score a part of a declared split (e.g. models/split.toml); a "

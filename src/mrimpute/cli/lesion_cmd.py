@@ -8,16 +8,15 @@ from typing import Optional
 import typer
 
 from .console import console, make_table, reporting, run_guarded
+from .modality_options import with_modality_options
 
 INPUT_HELP = "Input volume ({name}) of the recipient subject, co-registered with its other inputs."
 
 
+@with_modality_options(INPUT_HELP)  # one --<modality> option per row of the modality table
 def add_lesion_command(
     lesion_mask: Path = typer.Option(..., help="Lesion mask (labels or probabilities) to draw; from any subject."),
-    t1: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="T1-weighted")),
-    t1c: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="contrast-enhanced T1")),
-    t2: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="T2-weighted")),
-    flair: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="FLAIR")),
+    inputs: dict[str, Path] = None,  # filled by with_modality_options
     out: Path = typer.Option(..., help="Output NIfTI of the synthesised target, on the first input's grid."),
     target: str = typer.Option("flair", help="Contrast to synthesise."),
     lesion_ref: Optional[Path] = typer.Option(
@@ -50,17 +49,17 @@ def add_lesion_command(
         from ..pipeline.model_loading import lesion_model_path
 
         set_threads(threads)
-        given = {name: path for name, path in {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair}.items() if path}
+        given = dict(inputs)  # modality -> path, in table order
         if not given:
             raise InputError("give at least one input volume of the recipient (e.g. --t1 t1.nii.gz)")
         # every argument is checked before the synthesis (add_lesion checks the rest, --source-subject included)
-        inputs = [*given.values(), lesion_mask, *([lesion_ref] if lesion_ref else [])]
+        files = [*given.values(), lesion_mask, *([lesion_ref] if lesion_ref else [])]
         ensure_parent_folders([out, mask_out, preview, report])  # missing output folders are created
         outputs = [p for p in (out, mask_out, preview, report) if p is not None]
         if len({os.path.realpath(p) for p in outputs}) < len(outputs):
             raise InputError(f"{out}: --out, --mask-out, --preview and --report must be different files")
         if report is not None:
-            refuse_overwrite([report], inputs, force)
+            refuse_overwrite([report], files, force)
             check_writable(report, force)
         with reporting() as reporter:
             result = add_lesion(given, lesion_mask, canonical_modality(target), out, model or lesion_model_path(),

@@ -9,22 +9,23 @@ from typing import Optional
 import typer
 
 from .console import console, make_table, reporting, run_guarded
+from .modality_options import with_modality_options
 
 INPUT_HELP = "Input volume ({name}), any grid and orientation."
 
 
+@with_modality_options(INPUT_HELP)  # one --<modality> option per row of the modality table
 def preprocess_command(
     out_dir: Path = typer.Option(..., help="Output folder: <modality>.nii.gz, brainmask.nii.gz, "
                                            "transforms/<m>_to_<ref>.tfm, manifest.json."),
     ref: str = typer.Option(..., help="Reference scan: MODALITY=FILE (e.g. flair=F.nii.gz), or MODALITY when that "
                                       "modality is given by its own option. Every scan is registered onto it."),
-    t1: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="T1-weighted")),
-    t1c: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="contrast-enhanced T1")),
-    t2: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="T2-weighted")),
-    flair: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="FLAIR")),
-    pd: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="proton density")),
+    inputs: dict[str, Path] = None,  # filled by with_modality_options
     spacing: float = typer.Option(0.0, min=0.0, help="Isotropic output voxel size in mm (0: the reference's grid "
                                                      "and header)."),
+    inplane: float = typer.Option(0.0, min=0.0, help="In-plane output voxel size in mm, keeping the reference's "
+                                                     "slices (thickness, positions, orientation): a grid for a 2D "
+                                                     "axial model on thick-slice scans, e.g. --inplane 1. 0: off."),
     affine: bool = typer.Option(False, "--affine", help="After the rigid registration try an affine one "
                                                         "(kept when its metric is better)."),
     n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of every scan."),
@@ -46,14 +47,15 @@ def preprocess_command(
 
     def job() -> None:
         from ..errors import InputError
+        from ..modalities import canonical_modality
         from ..pipeline.preprocess import PreprocessOptions, preprocess
 
-        given = {name: path for name, path in
-                 {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair, "pd": pd}.items() if path is not None}
+        given = dict(inputs)  # modality -> path, in table order
         name, sep, file = ref.partition("=")
-        name = name.strip().lower()
-        if name not in ("t1", "t1c", "t2", "flair", "pd"):
-            raise InputError(f"--ref {ref}: unknown modality {name!r} (t1, t1c, t2, flair or pd)")
+        try:
+            name = canonical_modality(name)
+        except InputError as exc:
+            raise InputError(f"--ref {ref}: {exc}") from None
         if sep:
             if name in given and os.path.realpath(file) != os.path.realpath(given[name]):
                 raise InputError(f"--ref {ref}: {name} is also given as --{name} {given[name]}")
@@ -62,8 +64,9 @@ def preprocess_command(
             raise InputError(f"--ref {ref}: give the file as --ref {name}=FILE or --{name} FILE")
         if len(given) < 1:
             raise InputError("give at least one input volume")
-        options = PreprocessOptions(spacing=spacing, affine=affine, n4=n4, mask=mask, skull_strip=skull_strip,
-                                    threads=threads, force=force, min_overlap=min_overlap, max_metric=max_metric)
+        options = PreprocessOptions(spacing=spacing, inplane=inplane, affine=affine, n4=n4, mask=mask,
+                                    skull_strip=skull_strip, threads=threads, force=force, min_overlap=min_overlap,
+                                    max_metric=max_metric)
         with reporting() as reporter:
             result = preprocess(given, name, out_dir, options, reporter)
         if result.rows:

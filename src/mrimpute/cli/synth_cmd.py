@@ -8,17 +8,14 @@ from typing import Optional
 import typer
 
 from .console import console, error_console, make_table, reporting, run_guarded
+from .modality_options import with_modality_options
 
 INPUT_HELP = "Input volume ({name}), co-registered with the other inputs."
 
 
+@with_modality_options(INPUT_HELP)  # --t1, --t1c, --t2, --flair, ...: one per row of the modality table
 def synth_command(
-    t1: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="T1-weighted")),
-    t1c: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="contrast-enhanced T1")),
-    t2: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="T2-weighted")),
-    flair: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="FLAIR")),
-    pd: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="proton density")),
-    dwi: Optional[Path] = typer.Option(None, help=INPUT_HELP.format(name="diffusion-weighted")),
+    inputs: dict[str, Path] = None,  # filled by with_modality_options
     out: Optional[Path] = typer.Option(None, help="Output NIfTI for one target contrast."),
     target: Optional[str] = typer.Option(None, help="Contrast to write to --out (default: from --out's name, e.g. "
                                          "flair_synth.nii.gz, sub-01_FLAIR.nii.gz, *_ce-gd_T1w.nii.gz = t1c)."),
@@ -63,10 +60,10 @@ def synth_command(
     """Synthesise missing contrasts; outputs keep the first input's grid and header (float32, mean-normalised)."""
 
     if dataset is not None:
-        single = {"--t1": t1, "--t1c": t1c, "--t2": t2, "--flair": flair, "--pd": pd, "--dwi": dwi,
-                  "--target": target, "--out-dir": out_dir, "--axis": axis, "--views": views,
-                  "--uncertainty": uncertainty, "--explain": explain, "--native-ref": native_ref,
-                  "--manifest": manifest, "--no-exact": None if exact else True}
+        single = {**{f"--{name}": path for name, path in inputs.items()}, "--target": target,
+                  "--out-dir": out_dir, "--axis": axis, "--views": views, "--uncertainty": uncertainty,
+                  "--explain": explain, "--native-ref": native_ref, "--manifest": manifest,
+                  "--no-exact": None if exact else True}
         run_guarded(lambda: _dataset_job(dataset, [name for name, value in single.items() if value is not None],
                                          out, model, device, batch_size, threads, force, dry_run, jobs, strict,
                                          skull_strip))
@@ -85,8 +82,7 @@ def synth_command(
             from ..pipeline.device import set_threads
 
             set_threads(threads)
-        given = {name: path for name, path in
-                 {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair, "pd": pd, "dwi": dwi}.items() if path is not None}
+        given = dict(inputs)  # modality -> path, in table order
         if dry_run or jobs > 1:
             raise InputError("--dry-run and --jobs apply only with --dataset ROOT")
         if not given:
@@ -129,9 +125,9 @@ def synth_command(
                    if native else write_outputs(result, paths, force))
         written_maps = write_maps(result, maps, force)
         model_sum = sha256_file(model_path)
-        inputs = [{"modality": m, "path": str(p), "sha256": sha256_file(p)} for m, p in given.items()]
+        records = [{"modality": m, "path": str(p), "sha256": sha256_file(p)} for m, p in given.items()]
         for target_name, side in sidecars.items():
-            write_sidecar(side, result_sidecar(target_name, result, inputs, model_path, model_sum), force)
+            write_sidecar(side, result_sidecar(target_name, result, records, model_path, model_sum), force)
         inputs_used = "+".join(result.factors)
         console.print(make_table("synthesised", [{"contrast": t, "file": str(p), "from": inputs_used}
                                                  for t, p in zip(paths, written)]

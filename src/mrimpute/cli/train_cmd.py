@@ -11,7 +11,9 @@ from .console import console, make_table, reporting, run_guarded
 
 
 def train_command(
-    data: Path = typer.Option(..., help="Folder of subject folders (<subject>/<modality>.nii.gz) or a CSV manifest."),
+    data: Path = typer.Option(..., help="Dataset: subject folders (<subject>/<modality>.nii.gz), BIDS, BraTS-named "
+                              "folders, an nnU-Net folder (imagesTr/ + dataset.json) or a CSV manifest "
+                              "(subject,modality,path)."),
     inputs: str = typer.Option("t1,t1c,t2,flair", help="Comma-separated input modalities."),
     outputs: str = typer.Option("t1,t1c,t2,flair", help="Comma-separated output modalities."),
     out: Path = typer.Option(..., help="Checkpoint to write (best epoch); '<out>.last.pt' holds the latest."),

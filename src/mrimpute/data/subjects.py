@@ -1,8 +1,17 @@
-"""Finding training subjects on disk (a folder of subject folders, or a CSV manifest) and loading them."""
+"""Finding the subjects of a dataset (one discovery for train, eval and synth --dataset) and loading them.
+
+`discover_subjects` reads, by what the path is:
+- a CSV manifest (`subject,modality,path`; `layouts.read_manifest`);
+- an nnU-Net raw dataset, a folder with `imagesTr/` or `imagesTs/` (or one of those folders) and `dataset.json`
+  (`nnunet.read_nnunet`);
+- any other folder: `sub-*` folders as BIDS (one subject per session: `sub-X`, `sub-X_ses-Y`), the others as plain
+  (`<subject>/<modality>.nii.gz`, masks `brainmask`, `lesion`, `lesion_predicted`) or BraTS-named
+  (`<case>/<case>-t1n.nii.gz`, `-seg` the lesion mask) subject folders (`bids.read_folders`).
+Every reader returns `Subject`s: a name, files by canonical modality, masks.
+"""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,21 +19,16 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.nifti import Volume, check_same_grid, load_volume
-from ..modalities import canonical_modality
+from .bids import read_folders
+from .layouts import MASK_NAMES, NIFTI_SUFFIXES, Subject, nifti_stem, read_manifest
 from .lesions import lesion_file, load_lesion_mask
+from .nnunet import IMAGE_FOLDERS, is_nnunet, read_nnunet
 from .normaliser import Normaliser, Scaling, as_input, as_target
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-MASK_NAMES = ("brainmask", "lesion", "lesion_predicted")
-
-
-@dataclass
-class Subject:
-    """One subject's files by canonical modality name, plus optional masks."""
-
-    name: str
-    files: dict[str, Path]
-    masks: dict[str, Path] = field(default_factory=dict)  # "brainmask", "lesion", "lesion_predicted"
+__all__ = ["MASK_NAMES", "NIFTI_SUFFIXES", "LoadedSubject", "Subject", "dataset_folder", "dataset_layout",
+           "discover_subjects", "load_subject", "nifti_stem", "read_dataset"]
+LAYOUTS_HELP = ("a folder of subject folders (<subject>/<modality>.nii.gz, BIDS sub-*/[ses-*/]anat, BraTS names), "
+                "an nnU-Net folder (imagesTr/ with dataset.json) or a CSV manifest (subject,modality,path)")
 
 
 @dataclass
@@ -41,66 +45,46 @@ class LoadedSubject:
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # decoder-target (paper) units
 
 
-def nifti_stem(name: str) -> str | None:
-    """A NIfTI file name without .nii or .nii.gz; None for other files."""
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
+def dataset_layout(data: str | Path) -> str:
+    """How a dataset is laid out: "csv", "nnunet" or "folders" (BIDS, plain and BraTS subject folders)."""
+    data = Path(data)
+    if data.is_file():
+        if data.suffix.lower() != ".csv":
+            raise InputError(f"{data}: not a dataset; expected {LAYOUTS_HELP}")
+        return "csv"
+    if not data.is_dir():
+        raise InputError(f"{data}: dataset not found (no such folder or CSV manifest)")
+    if is_nnunet(data) or (data.name in IMAGE_FOLDERS and is_nnunet(data.parent)):
+        return "nnunet"
+    return "folders"
 
 
-def _modality_or_none(name: str) -> str | None:
-    try:
-        return canonical_modality(name)
-    except InputError:
-        return None  # other files in a subject folder (e.g. an ADC map) are not ours to use
+def dataset_folder(data: str | Path) -> Path:
+    """The folder a dataset's relative paths and its derivatives start from: the manifest's folder for a CSV, the
+    nnU-Net dataset folder when given its imagesTr/ or imagesTs/, else the dataset folder itself."""
+    data = Path(data)
+    layout = dataset_layout(data)
+    if layout == "csv" or (layout == "nnunet" and not is_nnunet(data)):
+        return data.parent
+    return data
 
 
-def _subject_from_folder(folder: Path) -> Subject:
-    subject = Subject(name=folder.name, files={})
-    for path in sorted(folder.iterdir()):
-        stem = nifti_stem(path.name)
-        if stem is None:
-            continue
-        if stem in MASK_NAMES:
-            subject.masks[stem] = path
-        elif (modality := _modality_or_none(stem)) is not None:
-            subject.files[modality] = path
-    return subject
-
-
-def _subjects_from_manifest(manifest: Path) -> list[Subject]:
-    """CSV with columns subject, modality, path (relative paths are taken from the manifest's folder)."""
-    by_name: dict[str, Subject] = {}
-    with manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"subject", "modality", "path"} - set(reader.fieldnames or [])
-        if missing:
-            raise InputError(f"{manifest}: manifest lacks column(s) {', '.join(sorted(missing))}")
-        for row in reader:
-            path = Path(row["path"])
-            path = path if path.is_absolute() else manifest.parent / path
-            subject = by_name.setdefault(row["subject"], Subject(name=row["subject"], files={}))
-            kind = row["modality"].strip().lower()
-            if kind in MASK_NAMES:
-                subject.masks[kind] = path
-            else:
-                subject.files[canonical_modality(kind)] = path
-    return list(by_name.values())
+def read_dataset(data: str | Path, exclude: list[Path] | None = None) -> list[Subject]:
+    """Every subject of a dataset, in any layout (see the module); maybe none. `exclude`: folders not to read."""
+    data = Path(data)
+    layout = dataset_layout(data)
+    if layout == "csv":
+        return read_manifest(data)
+    if layout == "nnunet":
+        return read_nnunet(data) if is_nnunet(data) else read_nnunet(data.parent, (data.name,))
+    return read_folders(data, exclude)
 
 
 def discover_subjects(data: str | Path) -> list[Subject]:
-    """Subjects of a training set: a folder of `<subject>/<modality>.nii.gz` folders, or a CSV manifest."""
-    data = Path(data)
-    if data.is_file() and data.suffix.lower() == ".csv":
-        subjects = _subjects_from_manifest(data)
-    elif data.is_dir():
-        subjects = [_subject_from_folder(p) for p in sorted(data.iterdir()) if p.is_dir()]
-        subjects = [s for s in subjects if s.files]
-    else:
-        raise InputError(f"{data}: not a folder of subjects nor a CSV manifest")
+    """The subjects of a dataset (train, eval): at least one, else a one-line error."""
+    subjects = read_dataset(data)
     if not subjects:
-        raise InputError(f"{data}: no subjects with NIfTI volumes found")
+        raise InputError(f"{data}: no subjects with NIfTI volumes found; expected {LAYOUTS_HELP}")
     return subjects
 
 

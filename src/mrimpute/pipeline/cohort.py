@@ -15,6 +15,7 @@ import torch
 
 from .. import __version__
 from ..data.bids import SKIPPED_FOLDERS, DatasetSubject, discover_dataset
+from ..data.subjects import dataset_folder, dataset_layout
 from ..errors import InputError, MrimputeError, OutputError
 from ..io.atomic import output_exists, write_atomically
 from ..io.checkpoint import load_checkpoint
@@ -55,12 +56,13 @@ def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[Co
     config = load_checkpoint(model_path)["config"]
     tasks, rows, warnings = [], [], []
     entries = discover_dataset(root, exclude=[deriv_root])
-    folders = {entry.name: _subject_folder(root, entry) for entry in entries}
+    folders = {entry.name: entry.folder for entry in entries if entry.folder is not None}
     refuse_inside_subject(deriv_root, folders.values())
     if os.path.realpath(Path(deriv_root).parent) == os.path.realpath(root) and Path(deriv_root).is_dir():
         # discovery skipped the derivative folder itself: is it a subject's folder?
-        refuse_inside_subject(deriv_root, [_subject_folder(root, e) for e in discover_dataset(root)])
-    warnings.extend(_empty_folder_warnings(root, deriv_root, set(folders.values())))
+        refuse_inside_subject(deriv_root, [e.folder for e in discover_dataset(root) if e.folder is not None])
+    if dataset_layout(root) == "folders":  # a CSV or an nnU-Net dataset has no subject folders to count
+        warnings.extend(_empty_folder_warnings(root, deriv_root, set(folders.values())))
     for entry in entries:
         warnings.extend(entry.warnings)
         usable = {m: entry.files[m] for m in config["inputs"] if m in entry.files}
@@ -73,12 +75,6 @@ def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[Co
         else:
             tasks.append(CohortTask(entry, usable, {t: output_path(deriv_root, entry, t) for t in missing}))
     return tasks, rows, warnings
-
-
-def _subject_folder(root: Path, entry: DatasetSubject) -> Path:
-    """The top-level folder under root that holds a subject's files."""
-    first = next(iter(entry.files.values()))
-    return Path(root) / Path(first).relative_to(root).parts[0]
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -255,14 +251,16 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
     reporter = reporter or Reporter()
     warn = warn or (lambda text: reporter.message(f"warning: {text}"))
     root = Path(root)
-    deriv_root = Path(deriv_root) if deriv_root else root / "derivatives" / DERIVATIVE_NAME
+    base = dataset_folder(root)  # a CSV manifest's folder: where relative paths and the derivative start
+    deriv_root = Path(deriv_root) if deriv_root else base / "derivatives" / DERIVATIVE_NAME
     model_path = Path(model_path) if model_path else default_model_path()
-    if os.path.realpath(deriv_root) == os.path.realpath(root):
+    if os.path.realpath(deriv_root) in (os.path.realpath(root), os.path.realpath(base)):
         raise OutputError(f"{deriv_root}: the derivative folder cannot be the dataset itself")
     tasks, rows, warnings = plan_cohort(root, deriv_root, model_path)
     if not tasks and not rows:
-        raise InputError(f"{root}: no subjects found (expected sub-*/[ses-*/]anat/*_T1w.nii.gz ... "
-                         "or <subject>/<modality>.nii.gz)")
+        raise InputError(f"{root}: no subjects found (expected sub-*/[ses-*/]anat/*_T1w.nii.gz ..., "
+                         "<subject>/<modality>.nii.gz, BraTS names, an nnU-Net imagesTr/ or a CSV manifest)")
+    root = base
     for warning in warnings:
         reporter.message(f"warning: {warning}")
     if dry_run:  # the same decisions as a real run, nothing written

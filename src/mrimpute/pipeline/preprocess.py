@@ -23,18 +23,21 @@ from .. import __version__
 from ..errors import InputError, OutputError
 from ..io.atomic import refuse_overwrite, write_atomically
 from ..io.checksum import sha256_file
-from ..io.nifti import Volume, canonical_affine, load_volume, save_like
-from ..preprocess import brainmask, skullstrip, spatial
+from ..io.nifti import AFFINE_TOLERANCE_MM, Volume, canonical_affine, load_volume, save_like
+from ..modalities import row as modality_row
+from ..preprocess import brainmask, rigid, skullstrip, spatial
 from .reporting import Reporter
 
 MIN_OVERLAP = 0.7      # Dice of the moving scan's head mask with the reference's, after registration
 MAX_METRIC = -0.05     # Mattes MI metric (negative; near 0 = no shared information)
 MASK_NAME = "brainmask"
+BRAIN_SHARE = 0.4      # brain-only scans (DWI, ADC): the least part of the reference's head mask their mask fills
 
 
 @dataclass
 class PreprocessOptions:
     spacing: float = 0.0          # 0: the reference's grid; otherwise an isotropic grid of this spacing (mm)
+    inplane: float = 0.0          # >0: the reference's slices, resampled in-plane to this voxel size (mm)
     affine: bool = False
     n4: bool = False
     mask: Path | None = None
@@ -77,13 +80,15 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
     reporter = reporter or Reporter()
     if reference not in inputs:
         raise InputError(f"the reference modality {reference} is not among the inputs ({', '.join(inputs)})")
-    if options.spacing < 0:
-        raise InputError(f"--spacing must be >= 0 (got {options.spacing})")
+    if options.spacing < 0 or options.inplane < 0:
+        raise InputError(f"--spacing and --inplane must be >= 0 (got {options.spacing}, {options.inplane})")
+    if options.spacing and options.inplane:
+        raise InputError("--spacing (isotropic) and --inplane (the reference's slices) exclude each other")
     out_dir = Path(out_dir)
     blocking = next((part for part in (out_dir, *out_dir.parents) if part.exists() and not part.is_dir()), None)
     if blocking is not None:  # a missing folder (and missing parents) is created when the outputs are written
         raise OutputError(f"{out_dir}: output folder cannot be created ({blocking} is a file)")
-    modalities = [reference] + [m for m in inputs if m != reference]
+    modalities = [reference] + _leaders_first([m for m in inputs if m != reference])
     strip_source = None
     if options.skull_strip and options.mask is None:  # brain extraction needs a T1-weighted scan: refuse first
         strip_source = skullstrip.choose_source(inputs, inputs[reference])
@@ -126,18 +131,22 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
     rows: list[dict] = []
     for name in moving_names:
         started = time.perf_counter()
-        result = spatial.register(fixed, images[name], None, affine=options.affine, seed=options.seed)
-        moved_mask = spatial.resample(head[name], head[reference], result.transform, nearest=True)
-        # compare within the moving scan's field of view only (a scan may cover fewer slices than the reference)
-        coverage = sitk.Image(head[name].GetSize(), sitk.sitkUInt8) + 1
-        coverage.CopyInformation(head[name])
-        in_view = spatial.resample(coverage, head[reference], result.transform, nearest=True)
-        overlap = brainmask.dice(moved_mask, sitk.Mask(head[reference], in_view))
+        leader = _same_grid_leader(name, volumes)
+        if leader is not None:  # e.g. an ADC map on the DWI's grid: the DWI's registration is reused
+            transform = transforms.get(leader, sitk.Transform(3, sitk.sitkIdentity))
+            result = spatial.RegistrationResult(transform, _fine_metric(fixed, images[name], transform),
+                                                f"via {leader} (same grid)", 0.0)
+        else:
+            result = spatial.register(fixed, images[name], None, affine=options.affine, seed=options.seed)
+        inside = modality_row(name).brain_only and not modality_row(reference).brain_only
+        overlap = _head_overlap(head[name], head[reference], result.transform, inside)
         row = {"scan": name, "metric": round(result.metric, 4), "overlap": round(overlap, 4),
-               "init": result.initialisation, "seconds": round(result.seconds, 2)}
+               "overlap_measure": "inside the reference's head" if inside else "Dice",
+               "init": result.initialisation, "seconds": round(time.perf_counter() - started, 2)}
         rows.append(row)
         reporter.table_row(row)
-        if overlap < options.min_overlap or result.metric > options.max_metric:
+        # a scan registered through another one is judged by that one's check (an ADC map's head mask is noise)
+        if leader is None and (overlap < options.min_overlap or result.metric > options.max_metric):
             reporter.finish()
             raise InputError(
                 f"{inputs[name]}: cannot be the same subject as {inputs[reference]} (after registration: head "
@@ -149,7 +158,9 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
 
     # target grid
     started = time.perf_counter()
-    grid = fixed if not options.spacing else spatial.isotropic_grid(fixed, options.spacing)
+    grid = (spatial.isotropic_grid(fixed, options.spacing) if options.spacing else
+            spatial.inplane_grid(fixed, options.inplane) if options.inplane else fixed)
+    new_grid = bool(options.spacing or options.inplane)
     identity = sitk.Transform(3, sitk.sitkIdentity)
     resampled = {name: spatial.resample(images[name], grid, transforms.get(name, identity)) for name in modalities}
     done.append("resample")
@@ -169,7 +180,7 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
         mask_image = skullstrip.brain_mask_image(resampled[strip_source], inputs[strip_source])
         mask_method = skullstrip.method(strip_source)
     else:
-        mask_image = spatial.resample(head[reference], grid, nearest=True) if options.spacing else head[reference]
+        mask_image = spatial.resample(head[reference], grid, nearest=True) if new_grid else head[reference]
         mask_method = brainmask.MASK_METHOD
     if options.skull_strip:
         for name in modalities:
@@ -190,7 +201,7 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
         data = spatial.array_from_image(image).astype(np.float32)
         if name == MASK_NAME:
             data = (data > 0.5).astype(np.float32)
-        if options.spacing:
+        if new_grid:
             _save_new_grid(data, spatial.affine_of(grid), ref_volume, paths[name], options.force,
                            mask=name == MASK_NAME)
         else:
@@ -219,10 +230,12 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
                               "convention": f"maps {reference} (reference/fixed) physical points, ITK LPS, to "
                                             f"{name} (moving) points"}
                        for name in transforms},
-        "grid": {"spacing": "reference" if not options.spacing else [options.spacing] * 3,
+        "grid": {"spacing": ([options.spacing] * 3 if options.spacing else
+                             f"reference, {options.inplane} mm in-plane" if options.inplane else "reference"),
                  "voxel_mm": [round(s, 6) for s in grid.GetSpacing()], "shape": list(grid.GetSize()),
                  "affine": spatial.affine_of(grid).round(6).tolist()},
         "spacing": options.spacing or None,
+        "inplane": options.inplane or None,
         "steps": done,
         "registration": {row["scan"]: {k: v for k, v in row.items() if k != "scan"} for row in rows},
         "seconds": seconds,
@@ -235,6 +248,52 @@ def preprocess(inputs: dict[str, Path], reference: str, out_dir: Path, options: 
     reporter.advance()
     reporter.finish()
     return PreprocessResult(outputs, paths["manifest"], rows, seconds)
+
+
+def _leaders_first(names: list[str]) -> list[str]:
+    """The moving scans with each one registered through another (`registers_via` in the table) after that one."""
+    leaders = [n for n in names if modality_row(n).registers_via not in names]
+    return leaders + [n for n in names if n not in leaders]
+
+
+def _same_grid_leader(name: str, volumes: dict[str, Volume]) -> str | None:
+    """The modality whose registration `name` reuses: its table row's `registers_via`, when given on the same grid."""
+    via = modality_row(name).registers_via
+    if via is None or via not in volumes:
+        return None
+    a, b = volumes[name], volumes[via]
+    same = a.shape == b.shape and np.allclose(a.affine, b.affine, atol=AFFINE_TOLERANCE_MM)
+    return via if same else None
+
+
+def _fine_metric(fixed, moving, transform) -> float:
+    """The Mattes metric `spatial.register` reports: on both scans block-averaged to the finest level's voxels."""
+    import SimpleITK as sitk
+
+    fine = [rigid.shrink(sitk.Cast(image, sitk.sitkFloat32), rigid.LEVELS[-1].voxel_mm) for image in (fixed, moving)]
+    return spatial.final_metric(*fine, transform)
+
+
+def _head_overlap(moving_head, reference_head, transform, inside: bool = False) -> float:
+    """Dice of the moving scan's head mask, moved onto the reference, with the reference's, within the moving field
+    of view (a scan may cover fewer slices than the reference).
+
+    inside (brain-only scans such as DWI, whose mask is a brain, not a head: their Dice with a head is about 0.7 when
+    perfectly aligned): the fraction of the moved mask inside the reference's head, and at most the part of the
+    reference's head it fills over BRAIN_SHARE (a brain fills at least that much of its head; a small object
+    somewhere inside the head does not pass)."""
+    import SimpleITK as sitk
+
+    moved_mask = spatial.resample(moving_head, reference_head, transform, nearest=True)
+    coverage = sitk.Image(moving_head.GetSize(), sitk.sitkUInt8) + 1
+    coverage.CopyInformation(moving_head)
+    in_view = sitk.Mask(reference_head, spatial.resample(coverage, reference_head, transform, nearest=True))
+    if not inside:
+        return brainmask.dice(moved_mask, in_view)
+    moved = sitk.GetArrayViewFromImage(moved_mask) > 0
+    head = sitk.GetArrayViewFromImage(in_view) > 0
+    both = float((moved & head).sum())
+    return min(both / max(int(moved.sum()), 1), both / max(BRAIN_SHARE * int(head.sum()), 1), 1.0)
 
 
 def _save_new_grid(data_xyz: np.ndarray, affine: np.ndarray, like: Volume, path: Path, force: bool,

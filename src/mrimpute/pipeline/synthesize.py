@@ -108,7 +108,8 @@ def _findings(volume: np.ndarray, legacy: Normaliser, voxel_ml: float) -> list[s
     robust = Normaliser()
     brain = robust.foreground(volume)
     notes = findings(volume, brain, robust.scaling(volume, brain), voxel_ml)
-    caveat = f"; this model predates the robust normaliser ({legacy.name}: negatives clipped to 0): expect a poor result"
+    caveat = (f"; this model predates the robust normaliser ({legacy.name}: negatives clipped to 0): "
+              "expect a poor result")
     return [n.replace(HANDLED, caveat) for n in notes]
 
 

@@ -71,6 +71,25 @@ def isotropic_grid(reference: sitk.Image, spacing: float) -> sitk.Image:
     return grid
 
 
+def inplane_grid(reference: sitk.Image, inplane: float) -> sitk.Image:
+    """An empty grid with the reference's orientation, slices (the axis of its thickest voxels: their number,
+    thickness and positions) and extent, and `inplane` mm voxels along the two other axes."""
+    old = np.array(reference.GetSpacing())
+    slice_axis = int(np.argmax(old))
+    new = np.full(3, float(inplane))
+    new[slice_axis] = old[slice_axis]
+    size = np.maximum(1, np.ceil(np.array(reference.GetSize()) * old / new)).astype(int)
+    size[slice_axis] = reference.GetSize()[slice_axis]
+    direction = np.array(reference.GetDirection()).reshape(3, 3)
+    centre = np.array(reference.GetOrigin()) + direction @ ((np.array(reference.GetSize()) - 1) / 2.0 * old)
+    origin = centre - direction @ ((size - 1) / 2.0 * new)  # the field of view's centre stays; slices stay put
+    grid = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    grid.SetSpacing([float(s) for s in new])
+    grid.SetDirection(reference.GetDirection())
+    grid.SetOrigin([float(o) for o in origin])
+    return grid
+
+
 def resample(moving: sitk.Image, grid: sitk.Image, transform: sitk.Transform | None = None,
              nearest: bool = False) -> sitk.Image:
     """The moving image sampled on the grid's voxels (transform maps grid points to moving points); 0 outside."""
