@@ -10,13 +10,14 @@ import torch
 
 from mrimpute.errors import CheckpointError, InputError
 from mrimpute.io.nifti import load_volume
-from mrimpute.pipeline.model_loading import load_model
+from mrimpute.pipeline.model_loading import load_model, open_model
 from mrimpute.pipeline.synthesize import auto_batch_size, normalise_inputs, plan_outputs, synthesize_subsets
 
 from conftest import write_subject
 
 
 def test_plan_outputs(tmp_path: Path, random_model: Path) -> None:
+    random_model = open_model(random_model, "cpu")  # planned from the model opened once
     given = {"t1": tmp_path / "t1.nii.gz", "t2": tmp_path / "t2.nii.gz"}
     assert (plan_outputs(random_model, given, tmp_path / "flair.nii.gz", None, None)
             == {"flair": tmp_path / "flair.nii.gz"})

@@ -73,7 +73,7 @@ def synth_command(
 
         from ..errors import InputError
         from ..pipeline.map_files import plan_maps, write_maps
-        from ..pipeline.model_loading import default_model_path
+        from ..pipeline.model_loading import default_model_path, open_model
         from ..pipeline.native import plan_native, write_native_outputs
         from ..pipeline.synthesize import check_outputs, plan_outputs, synthesize, write_outputs
         from ..pipeline.views import parse_views
@@ -87,8 +87,9 @@ def synth_command(
             raise InputError("--dry-run and --jobs apply only with --dataset ROOT")
         if not given:
             raise InputError("give at least one input volume (e.g. --t1 t1.nii.gz)")
-        model_path = model or default_model_path()
-        paths = plan_outputs(model_path, given, out, target, out_dir)
+        opened = open_model(model or default_model_path(), device)  # read once: planning, synthesis, provenance
+        model_path = opened.path
+        paths = plan_outputs(opened, given, out, target, out_dir)
         maps = plan_maps(paths, uncertainty, explain)
         view_axes = parse_views(axis, views, merge)
         native = plan_native(native_ref, manifest, given, {"--uncertainty": uncertainty, "--explain": explain})
@@ -111,7 +112,7 @@ def synth_command(
             check_outputs(list(paths.values()) + list(maps.values()) + list(sidecars.values()),
                           list(given.values()) + ([native.raw.path] if native else []), force)
             with reporting() as reporter:
-                result = synthesize(given, list(paths), model_path, device, batch_size, reporter, views=view_axes,
+                result = synthesize(given, list(paths), opened, device, batch_size, reporter, views=view_axes,
                                     merge=merge, uncertainty=uncertainty is not None, explain=explain is not None,
                                     lesion=lesion_mask, exact=exact, skull_strip=skull_strip,
                                     check_findings=refuse_findings if strict else None)

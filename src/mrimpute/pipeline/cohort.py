@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..config import ModelConfig
 from ..data.bids import SKIPPED_FOLDERS, DatasetSubject, discover_dataset
 from ..data.subjects import dataset_folder, dataset_layout
 from ..errors import InputError, MrimputeError, OutputError
 from ..io.atomic import output_exists, write_atomically
-from ..io.checkpoint import load_checkpoint
 from ..io.checksum import sha256_file
 from ..io.sidecar import OUTPUT_UNITS, sidecar_path, write_sidecar
 from ..modalities import bids_name, row
 from .device import resolve_device
-from .model_loading import default_model_path
+from .model_loading import OpenModel, default_model_path, open_model
 from .reporting import Reporter
 from .result_sidecar import result_sidecar
 from .synthesize import synthesize, write_outputs
@@ -51,9 +51,8 @@ def output_path(deriv_root: Path, entry: DatasetSubject, target: str) -> Path:
     return folder / row(target).bids_folder / f"{bids_name(target, entry.name, desc='synth')}.nii.gz"
 
 
-def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[CohortTask], list[dict], list[str]]:
+def plan_cohort(root: Path, deriv_root: Path, config: ModelConfig) -> tuple[list[CohortTask], list[dict], list[str]]:
     """Tasks for every subject with something to do, rows for subjects skipped with a reason, and warnings."""
-    config = load_checkpoint(model_path)["config"]
     tasks, rows, warnings = [], [], []
     entries = discover_dataset(root, exclude=[deriv_root])
     folders = {entry.name: entry.folder for entry in entries if entry.folder is not None}
@@ -65,11 +64,11 @@ def plan_cohort(root: Path, deriv_root: Path, model_path: Path) -> tuple[list[Co
         warnings.extend(_empty_folder_warnings(root, deriv_root, set(folders.values())))
     for entry in entries:
         warnings.extend(entry.warnings)
-        usable = {m: entry.files[m] for m in config["inputs"] if m in entry.files}
-        missing = [m for m in config["outputs"] if m not in entry.files]
+        usable = {m: entry.files[m] for m in config.inputs if m in entry.files}
+        missing = [m for m in config.outputs if m not in entry.files]
         if not usable:
             rows.append(_row(entry, "-", "skipped", f"no input the model knows (has {', '.join(entry.files)}; "
-                                                    f"model takes {', '.join(config['inputs'])})"))
+                                                    f"model takes {', '.join(config.inputs)})"))
         elif not missing:
             rows.append(_row(entry, "-", "skipped", "has every output of the model"))
         else:
@@ -199,16 +198,19 @@ def refuse_findings(findings: dict[str, list[str]]) -> None:
         raise InputError(f"{path}: {message}{more}; --strict refuses inputs with warnings")
 
 
-def process_task(task: CohortTask, root: Path, model_path: Path, model_sum: str, device: str, batch_size: int,
-                 force: bool, strict: bool = False, skull_strip: bool = False) -> tuple[list[dict], list[str]]:
+def process_task(task: CohortTask, root: Path, model: Path | OpenModel, model_sum: str, device: str,
+                 batch_size: int, force: bool, strict: bool = False, skull_strip: bool = False
+                 ) -> tuple[list[dict], list[str]]:
     """Synthesise one subject's missing outputs that are not up to date; any user error fails the subject only.
-    Returns its rows and the warnings about its inputs (`<file>: <message>`, also recorded in the sidecars)."""
+    Returns its rows and the warnings about its inputs (`<file>: <message>`, also recorded in the sidecars).
+    `model` is opened once by the caller, or (in a worker process) a checkpoint path."""
+    model_path = model.path if isinstance(model, OpenModel) else Path(model)
     entry = task.entry
     warnings: list[str] = []
     try:
         rows, todo, input_sums = decide_outputs(task, root, model_sum, force)
         if todo:
-            result = synthesize(task.inputs, list(todo), model_path, device, batch_size, None,
+            result = synthesize(task.inputs, list(todo), model, device, batch_size, None,
                                 skull_strip=skull_strip, check_findings=refuse_findings if strict else None)
             warnings = [f"{path}: {message}" for path, messages in result.findings.items() for message in messages]
             inputs = [{"modality": m, "path": _relative(p, root), "sha256": input_sums[_relative(p, root)]}
@@ -253,10 +255,11 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
     root = Path(root)
     base = dataset_folder(root)  # a CSV manifest's folder: where relative paths and the derivative start
     deriv_root = Path(deriv_root) if deriv_root else base / "derivatives" / DERIVATIVE_NAME
-    model_path = Path(model_path) if model_path else default_model_path()
+    opened = open_model(model_path or default_model_path(), device)  # read once for every subject
+    model_path = opened.path
     if os.path.realpath(deriv_root) in (os.path.realpath(root), os.path.realpath(base)):
         raise OutputError(f"{deriv_root}: the derivative folder cannot be the dataset itself")
-    tasks, rows, warnings = plan_cohort(root, deriv_root, model_path)
+    tasks, rows, warnings = plan_cohort(root, deriv_root, opened.config)
     if not tasks and not rows:
         raise InputError(f"{root}: no subjects found (expected sub-*/[ses-*/]anat/*_T1w.nii.gz ..., "
                          "<subject>/<modality>.nii.gz, BraTS names, an nnU-Net imagesTr/ or a CSV manifest)")
@@ -288,7 +291,7 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
                     reporter.advance(note=subject_note(tasks[futures[future]], results[futures[future]]))
         else:
             for i, task in enumerate(tasks):
-                results[i], notes = process_task(task, root, model_path, model_sum, device, batch_size, force,
+                results[i], notes = process_task(task, root, opened, model_sum, device, batch_size, force,
                                                  strict, skull_strip)
                 for note in notes:
                     warn(note)

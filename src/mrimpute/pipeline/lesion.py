@@ -126,22 +126,23 @@ def add_lesion(inputs: dict[str, Path], lesion_mask: Path, target: str, out: Pat
 
     Every argument (the model, the target, the outputs, the source subject, the mask's grid) is checked before the
     synthesis, and the measures are computed before anything is written: a refusal leaves no file behind."""
-    from ..io.checkpoint import load_checkpoint
+    from .model_loading import open_model
     from .synthesize import check_outputs, check_request, synthesize, write_outputs
 
-    config = load_checkpoint(model_path)["config"]
-    if not config.get("lesion_channel"):
+    model = open_model(model_path, device)  # read once: checks, synthesis
+    config = model.config
+    if not config.lesion_channel:
         raise CheckpointError(f"{model_path}: not a lesion-aware model (train one with --lesion-channel)")
     if target in inputs:
         raise InputError(f"--target: {target} was given as an input (--{target} {inputs[target]}); to synthesise "
                          f"it from the other inputs, leave --{target} out")
-    check_request(config["inputs"], config["outputs"], list(inputs), [target], model_path)
+    check_request(config.inputs, config.outputs, list(inputs), [target], model_path)
     extra = [p for p in (mask_out, preview) if p is not None]
     check_outputs([out, *extra], [*inputs.values(), lesion_mask, *([lesion_ref] if lesion_ref else [])], force)
     source = _source_subject(Path(source_subject), target) if source_subject else (None, None, None, None)
-    first = next(m for m in config["inputs"] if m in inputs)
+    first = next(m for m in config.inputs if m in inputs)
     transferred = transfer_lesion_mask(Path(lesion_mask), load_volume(inputs[first]), lesion_ref)
-    result = synthesize(inputs, [target], model_path, device, batch_size, reporter, lesion=transferred.mask)
+    result = synthesize(inputs, [target], model, device, batch_size, reporter, lesion=transferred.mask)
     synthetic = result.outputs[target]
     t1 = load_normalised(inputs["t1"], result.mask) if "t1" in inputs else None  # for white matter
     report = lesion_report(synthetic, transferred.mask, result.mask, t1, *source)

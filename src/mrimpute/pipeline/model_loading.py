@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 import torch
 
 from ..config import ModelConfig
+from ..data.normaliser import Normaliser, normaliser_for
 from ..errors import CheckpointError
 from ..io.checkpoint import load_checkpoint
 from ..model.network import SynthesisNet
+from .device import resolve_device
 
 MODEL_ENV = "MRIMPUTE_MODEL"
 LESION_MODEL_ENV = "MRIMPUTE_LESION_MODEL"
@@ -59,3 +62,32 @@ def load_model(path: str | Path | None, device: torch.device) -> tuple[Synthesis
                               f"({type(exc).__name__})") from None
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     return model, payload
+
+
+@dataclass(frozen=True)
+class OpenModel:
+    """A checkpoint read once: the network (eval mode, on its device), its metadata and file; what synthesis,
+    planning and provenance all read, so a command loads its model one time."""
+
+    path: Path
+    network: SynthesisNet
+    metadata: dict
+    device: torch.device
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.network.config
+
+    @property
+    def normaliser(self) -> Normaliser:
+        return normaliser_for(self.metadata)
+
+
+def open_model(model: str | Path | OpenModel | None, device: str | torch.device = "cpu") -> OpenModel:
+    """The model at a path (default: the shipped one) read once; an OpenModel is returned as it is."""
+    if isinstance(model, OpenModel):
+        return model
+    path = Path(model) if model else default_model_path()
+    torch_device = resolve_device(device) if isinstance(device, str) else device
+    network, payload = load_model(path, torch_device)
+    return OpenModel(path, network, payload["metadata"], torch_device)

@@ -14,16 +14,14 @@ import torch
 from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, paste
 from ..data.lesions import load_lesion_mask
-from ..data.normaliser import HANDLED, Normaliser, Scaling, as_input, findings, normaliser_for
+from ..data.normaliser import HANDLED, Normaliser, Scaling, as_input, findings
 from ..errors import CheckpointError, InputError, OutputError
 from ..io.atomic import check_output_extension, check_writable, refuse_overwrite
-from ..io.checkpoint import load_checkpoint
 from ..io.nifti import Volume, check_same_grid, load_volume, require_brain, require_finite, save_like
 from ..modalities import canonical_modality, is_synthetic_name, modality_from_filename
 from ..model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet
-from .device import resolve_device
 from .latent_maps import check_explainable, decoding_spread, fusion_winner
-from .model_loading import load_model
+from .model_loading import OpenModel, open_model
 from .reporting import Reporter
 from .views import merge_views
 
@@ -220,38 +218,29 @@ def synthesize_subsets(model: SynthesisNet, inputs: dict[str, np.ndarray], mask:
     return {(p.subset, p.target): results[p] for p in products}
 
 
-def synthesize_arrays(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, targets: list[str],
-                      device: torch.device, batch_size: int = 0,
-                      reporter: Reporter | None = None) -> dict[str, np.ndarray]:
-    """Synthesise the targets from all the given inputs fused."""
-    subset = tuple(inputs)
-    results = synthesize_subsets(model, inputs, mask, [(subset, t) for t in targets], device, batch_size, reporter)
-    return {t: results[(subset, t)] for t in targets}
-
-
-def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | None = None, device: str = "auto",
-               batch_size: int = 0, reporter: Reporter | None = None, views: list[str] | None = None,
-               merge: str = "mean", uncertainty: bool = False, explain: bool = False,
+def synthesize(inputs: dict[str, Path], targets: list[str], model: Path | OpenModel | None = None,
+               device: str = "auto", batch_size: int = 0, reporter: Reporter | None = None,
+               views: list[str] | None = None, merge: str = "mean", uncertainty: bool = False, explain: bool = False,
                lesion: np.ndarray | Path | None = None, exact: bool = True, skull_strip: bool = False,
                check_findings=None) -> SynthesisResult:
     """Load and check the inputs, synthesise the targets, and return them with the reference input.
 
-    views: slice axes to synthesise along, merged voxel-wise by `merge` (default: the model's own axis);
-    uncertainty: also the spread of the single-input and fused decodings of each target; explain: also which
-    input wins the max fusion in most latent channels; lesion: a lesion mask (array on the inputs' grid, or a
-    file) for a lesion-aware model, drawn into the synthesis; exact: False crops each batch of slices to the
-    brain's box itself (faster; see plane_box).
+    model: a checkpoint (default: the shipped one) or a model opened once (open_model) for many calls; views: slice
+    axes to synthesise along, merged voxel-wise by `merge` (default: the model's own axis); uncertainty: also the
+    learnt expected error (error heads) or the spread of the single-input and fused decodings of each target;
+    explain: also which input wins the max fusion in most latent channels; lesion: a lesion mask (array on the
+    inputs' grid, or a file) for a lesion-aware model, drawn into the synthesis; exact: False crops each batch of
+    slices to the brain's box itself (faster; see plane_box).
     """
-    torch_device = resolve_device(device)
-    model, payload = load_model(model_path, torch_device)
-    config = model.config
-    check_request(config.inputs, config.outputs, list(inputs), targets, model_path or "default model")
+    opened = open_model(model, device)
+    model, torch_device, model_path, config = opened.network, opened.device, opened.path, opened.config
+    check_request(config.inputs, config.outputs, list(inputs), targets, model_path)
     if explain:
-        check_explainable(model, model_path or "default model")
+        check_explainable(model, model_path)
     ordered = [m for m in config.inputs if m in inputs]
     volumes = {m: load_volume(inputs[m]) for m in ordered}
     check_same_grid(list(volumes.values()))
-    normaliser = normaliser_for(payload["metadata"])
+    normaliser = opened.normaliser
     for volume in volumes.values():
         require_brain(volume)
     brain_extraction = ""
@@ -260,7 +249,7 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model_path: Path | N
 
         volumes, _, brain_extraction = strip_volumes(volumes, use_gpu=torch_device.type == "cuda")
     if lesion is not None and not config.lesion_channel:
-        raise CheckpointError(f"{model_path or 'default model'}: the model has no lesion channel; a lesion mask "
+        raise CheckpointError(f"{model_path}: the model has no lesion channel; a lesion mask "
                               "needs a model trained with --lesion-channel")
     if isinstance(lesion, (str, Path)):
         lesion = load_lesion_mask(lesion, volumes[ordered[0]])
@@ -317,16 +306,16 @@ def refuse_real_scans(paths: list[Path], inputs: list[Path]) -> None:
                               f"name (e.g. {contrast}_synth.nii.gz)")
 
 
-def plan_outputs(model_path: Path, given: dict[str, Path], out: Path | None, target: str | None,
+def plan_outputs(model: OpenModel, given: dict[str, Path], out: Path | None, target: str | None,
                  out_dir: Path | None) -> dict[str, Path]:
     """Which target goes to which file: --out (target from --target, the file name -- `flair_synth.nii.gz`, BIDS
     `sub-01_FLAIR`, `sub-01_desc-synth_FLAIR`, `*_ce-gd_T1w` = t1c -- or the only one missing), or --out-dir
     (every output of the model not given as input, as <dir>/<contrast>_synth.nii.gz: named as synthetic, never as
     a real scan). A target that was given as an input is refused. Folders are not checked here: the caller creates
     missing ones (io.folders)."""
-    config = load_checkpoint(model_path)["config"]
-    check_request(config["inputs"], config["outputs"], list(given), [], model_path)
-    missing = [m for m in config["outputs"] if m not in given]
+    config, model_path = model.config, model.path
+    check_request(config.inputs, config.outputs, list(given), [], model_path)
+    missing = [m for m in config.outputs if m not in given]
     if (out is None) == (out_dir is None):
         raise InputError("give either --out FILE (one contrast) or --out-dir DIR (every missing contrast)")
     if out is not None:
@@ -343,7 +332,7 @@ def plan_outputs(model_path: Path, given: dict[str, Path], out: Path | None, tar
         if chosen in given:
             raise InputError(f"{'--target' if target else out}: {chosen} was given as an input (--{chosen} "
                              f"{given[chosen]}); to synthesise it from the other inputs, leave --{chosen} out")
-        check_request(config["inputs"], config["outputs"], list(given), [chosen], model_path)
+        check_request(config.inputs, config.outputs, list(given), [chosen], model_path)
         return {chosen: out}
     if not missing:
         raise InputError(f"{model_path}: every output of the model was given as input; nothing to synthesise")
