@@ -65,3 +65,16 @@ def test_batches_without_brain_between_parts_of_the_mask_are_skipped(tmp_path: P
         out = synthesize_subsets(model, inputs, gapped, [(("t1", "t2"), "flair")], torch.device("cpu"), batch_size=2,
                                  exact=exact)[(("t1", "t2"), "flair")]
         assert np.all(out[:, :, 3:9] == 0) and np.all(out[~gapped] == 0) and out[gapped].mean() > 0
+
+
+def test_dataset_mode_reads_the_model_once(tmp_path: Path, random_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mrimpute.pipeline import model_loading
+    from mrimpute.pipeline.cohort import run_cohort
+
+    for i, name in enumerate(("a", "b", "c")):
+        (write_subject(tmp_path / "data" / name, seed=i)["flair"]).unlink()
+    calls = []
+    real = model_loading.load_model
+    monkeypatch.setattr(model_loading, "load_model", lambda *args: calls.append(args) or real(*args))
+    rows = run_cohort(tmp_path / "data", tmp_path / "out", random_model, device="cpu")
+    assert sorted(r["status"] for r in rows) == ["done"] * 3 and len(calls) == 1
