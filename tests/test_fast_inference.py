@@ -18,7 +18,8 @@ from mrimpute.model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet,
 from mrimpute.pipeline.bench import reference_synthesis
 from mrimpute.pipeline.device import Precision, autocast, choose_precision, grad_scaler
 from mrimpute.pipeline.model_loading import default_model_path, load_model
-from mrimpute.pipeline.synthesize import normalise_inputs, synthesize_subsets
+from mrimpute.pipeline.prepared_inputs import normalise_inputs
+from mrimpute.pipeline.synthesize import synthesize_subsets
 
 from conftest import MODALITIES, write_subject
 

@@ -11,7 +11,9 @@ import torch
 from mrimpute.errors import CheckpointError, InputError
 from mrimpute.io.nifti import load_volume
 from mrimpute.pipeline.model_loading import load_model, open_model
-from mrimpute.pipeline.synthesize import auto_batch_size, normalise_inputs, plan_outputs, synthesize_subsets
+from mrimpute.pipeline.outputs import plan_outputs
+from mrimpute.pipeline.prepared_inputs import normalise_inputs
+from mrimpute.pipeline.synthesize import auto_batch_size, synthesize_subsets
 
 from conftest import write_subject
 

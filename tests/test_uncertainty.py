@@ -21,7 +21,8 @@ from mrimpute.metrics import uncertainty_correlation
 from mrimpute.model.network import SynthesisNet
 from mrimpute.pipeline.latent_maps import fusion_winner
 from mrimpute.pipeline.model_loading import load_model
-from mrimpute.pipeline.synthesize import Product, normalise_inputs, synthesize, synthesize_products, synthesize_subsets
+from mrimpute.pipeline.prepared_inputs import normalise_inputs
+from mrimpute.pipeline.synthesize import Product, synthesize, synthesize_products, synthesize_subsets
 
 from conftest import write_subject
 

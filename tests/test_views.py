@@ -17,7 +17,8 @@ from mrimpute.errors import InputError
 from mrimpute.io.nifti import load_volume
 from mrimpute.metrics import striping
 from mrimpute.pipeline.model_loading import load_model
-from mrimpute.pipeline.synthesize import normalise_inputs, synthesize_subsets
+from mrimpute.pipeline.prepared_inputs import normalise_inputs
+from mrimpute.pipeline.synthesize import synthesize_subsets
 from mrimpute.pipeline.views import merge_volumes, parse_views
 
 from conftest import write_subject

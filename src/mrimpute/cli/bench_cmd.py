@@ -9,6 +9,8 @@ import typer
 
 from .console import console, make_table, reporting, run_guarded
 
+QUICK_KEEPS = ("device", "threads", "amp", "ablation", "isolate", "synth_batch", "kinds", "requests")  # --quick
+
 
 def bench_command(
     data: Optional[Path] = typer.Option(None, help="Folder of subject folders (e.g. ../shared/data/coregistered); "
@@ -42,35 +44,52 @@ def bench_command(
     """Time synthesis (s/volume) and training (slices/s) against a plain eager reference, with peak memory."""
 
     def job() -> None:
-        from ..errors import InputError
-        from ..pipeline.bench import BenchSettings, profile_synthesis, quick_settings, run_bench
+        from ..pipeline.bench import run_bench
 
-        split = [s.strip() for s in subjects.split(",") if s.strip()]
-        chosen = [m.strip() for m in models.split(",") if m.strip()]
-        options = dict(data=data, subjects=split, model_path=model, repeats=repeats, reference_slices=reference_slices,
-                       train_steps=train_steps, batch_size=batch_size, crop=crop, synth_batch=synth_batch,
-                       threads=threads, device=device, amp=amp, ablation=ablation, isolate=isolate, models=chosen,
-                       kinds=tuple(k.strip() for k in only.split(",") if k.strip()),
-                       requests=tuple(r.strip() for r in requests.split(",") if r.strip()))
-        settings = quick_settings(**{k: v for k, v in options.items() if k in ("device", "threads", "amp", "ablation",
-                                                                               "isolate", "synth_batch", "kinds",
-                                                                               "requests")}) \
-            if quick else BenchSettings(**options)
+        options = dict(data=data, subjects=_split(subjects), model_path=model, repeats=repeats,
+                       reference_slices=reference_slices, train_steps=train_steps, batch_size=batch_size, crop=crop,
+                       synth_batch=synth_batch, threads=threads, device=device, amp=amp, ablation=ablation,
+                       isolate=isolate, models=_split(models), kinds=tuple(_split(only)),
+                       requests=tuple(_split(requests)))
+        settings = _settings(options, quick)
         if profile:
-            if json_out is not None:
-                raise InputError(f"{json_out}: --profile prints its table only; leave out --json")
-            found = profile_synthesis(settings)
-            console.print(make_table(f"{found['case']}: {found['seconds']:.2f} s in this process, "
-                                     f"{found['threads']} threads; operators by CPU time", found["ops"]))
+            _show_profile(settings, json_out)
             return
         with reporting() as reporter:
             report = run_bench(settings, reporter, json_out, force)
-        shown = [{k: (f"{v:.3g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()}
-                 for row in report["rows"]]
-        console.print(make_table("mrimpute bench: medians; speed-up over the eager reference of the same case",
-                                 shown))
-        machine = report["machine"]
-        console.print(f"{machine['cpus']} CPUs, {machine['threads']} torch threads, torch {machine['torch']}, "
-                      f"device {machine['device']}" + (f"; wrote {json_out}" if json_out else ""))
+        _show_report(report, json_out)
 
     run_guarded(job)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _settings(options: dict, quick: bool):
+    """The bench's settings; --quick keeps only the options that say how to run (device, threads, cases...)."""
+    from ..pipeline.bench import BenchSettings, quick_settings
+
+    if quick:
+        return quick_settings(**{k: v for k, v in options.items() if k in QUICK_KEEPS})
+    return BenchSettings(**options)
+
+
+def _show_profile(settings, json_out: Optional[Path]) -> None:
+    from ..errors import InputError
+    from ..pipeline.bench import profile_synthesis
+
+    if json_out is not None:
+        raise InputError(f"{json_out}: --profile prints its table only; leave out --json")
+    found = profile_synthesis(settings)
+    console.print(make_table(f"{found['case']}: {found['seconds']:.2f} s in this process, "
+                             f"{found['threads']} threads; operators by CPU time", found["ops"]))
+
+
+def _show_report(report: dict, json_out: Optional[Path]) -> None:
+    shown = [{k: (f"{v:.3g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()}
+             for row in report["rows"]]
+    console.print(make_table("mrimpute bench: medians; speed-up over the eager reference of the same case", shown))
+    machine = report["machine"]
+    console.print(f"{machine['cpus']} CPUs, {machine['threads']} torch threads, torch {machine['torch']}, "
+                  f"device {machine['device']}" + (f"; wrote {json_out}" if json_out else ""))

@@ -46,24 +46,9 @@ def preprocess_command(
     manifest."""
 
     def job() -> None:
-        from ..errors import InputError
-        from ..modalities import canonical_modality
         from ..pipeline.preprocess import PreprocessOptions, preprocess
 
-        given = dict(inputs)  # modality -> path, in table order
-        name, sep, file = ref.partition("=")
-        try:
-            name = canonical_modality(name)
-        except InputError as exc:
-            raise InputError(f"--ref {ref}: {exc}") from None
-        if sep:
-            if name in given and os.path.realpath(file) != os.path.realpath(given[name]):
-                raise InputError(f"--ref {ref}: {name} is also given as --{name} {given[name]}")
-            given = {name: Path(file), **{k: v for k, v in given.items() if k != name}}
-        elif name not in given:
-            raise InputError(f"--ref {ref}: give the file as --ref {name}=FILE or --{name} FILE")
-        if len(given) < 1:
-            raise InputError("give at least one input volume")
+        name, given = _reference_first(ref, dict(inputs))
         options = PreprocessOptions(spacing=spacing, inplane=inplane, affine=affine, n4=n4, mask=mask,
                                     skull_strip=skull_strip, threads=threads, force=force, min_overlap=min_overlap,
                                     max_metric=max_metric)
@@ -76,3 +61,25 @@ def preprocess_command(
         console.print(f"{result.seconds.get('total', 0.0):.1f} s", highlight=False)
 
     run_guarded(job)
+
+
+def _reference_first(ref: str, given: dict[str, Path]) -> tuple[str, dict[str, Path]]:
+    """--ref MODALITY[=FILE] checked against the modality options: the reference's name, and every input (modality ->
+    path, in table order) with the reference first when given as MODALITY=FILE."""
+    from ..errors import InputError
+    from ..modalities import canonical_modality
+
+    name, sep, file = ref.partition("=")
+    try:
+        name = canonical_modality(name)
+    except InputError as exc:
+        raise InputError(f"--ref {ref}: {exc}") from None
+    if sep:
+        if name in given and os.path.realpath(file) != os.path.realpath(given[name]):
+            raise InputError(f"--ref {ref}: {name} is also given as --{name} {given[name]}")
+        given = {name: Path(file), **{k: v for k, v in given.items() if k != name}}
+    elif name not in given:
+        raise InputError(f"--ref {ref}: give the file as --ref {name}=FILE or --{name} FILE")
+    if len(given) < 1:
+        raise InputError("give at least one input volume")
+    return name, given

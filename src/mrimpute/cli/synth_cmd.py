@@ -75,7 +75,8 @@ def synth_command(
         from ..pipeline.map_files import plan_maps, write_maps
         from ..pipeline.model_loading import default_model_path, open_model
         from ..pipeline.native import plan_native, write_native_outputs
-        from ..pipeline.synthesize import check_outputs, plan_outputs, synthesize, write_outputs
+        from ..pipeline.outputs import check_outputs, plan_outputs, write_outputs
+        from ..pipeline.synthesize import synthesize
         from ..pipeline.views import parse_views
 
         if threads:

@@ -7,7 +7,8 @@ nn.Upsample, concatenation, stacked fusion); for training, the full c1 (every la
 The fast path is what `mrimpute synth` and `mrimpute train` run: for synthesis each batch of slices on its brain's
 box grown by the network's receptive radius (the reference's results, to float rounding); the tight path is
 `synth --no-exact`, each batch on its brain's box itself. Each case runs in a fresh process (peak resident memory
-per case), with a warm-up before its timed runs.
+per case), with a warm-up before its timed runs; pipeline.bench_cases measures one case, this module plans the
+cases, runs them and makes the table and the JSON report.
 """
 
 from __future__ import annotations
@@ -15,39 +16,25 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..config import SLICE_AXES, ModelConfig
-from ..data.slices import TARGET_PREFIX, SliceSampler
-from ..data.subjects import discover_subjects, load_subject
 from ..errors import InputError
 from ..io.atomic import check_writable, write_atomically
-from ..io.checkpoint import load_checkpoint
-from ..io.nifti import load_volume
-from ..model.losses import SynthesisLoss, synthesis_loss
-from ..model.network import SynthesisNet, use_reference_layers
 from ..phantom import write_subject
+from .bench_cases import INPUTS, REQUESTS, build_model, model_config, normalised_inputs, run_case, timed
+from .bench_cases import reference_synthesis as reference_synthesis  # re-exported (tests compare the fast path)
 from .demo import SAMPLE_DIR
-from .device import autocast, choose_precision, grad_scaler, resolve_device, set_threads
-from .model_loading import default_model_path, load_model
+from .device import autocast, choose_precision, resolve_device, set_threads
 from .reporting import Reporter
-from .synthesize import normalise_inputs, synthesize_subsets
-from .train_settings import TrainSettings
-from .train_steps import Stepper, train_step
+from .synthesize import synthesize_subsets
 
-MODALITIES = ["t1", "t1c", "t2", "flair"]
-INPUTS = ("t1", "t1c", "t2")
-REQUESTS = {"3->1": ["flair"], "3->4": MODALITIES}  # t1+t1c+t2 -> flair, and -> every output of the model
 # reference: the plain eager loop; fast: what synth/train run (synthesis: each batch of slices on its brain box
 # grown by the receptive radius, exact); tight: synth --no-exact, each batch on its brain box itself; full-c1: the
 # fast training step with the reference's exact c1 (every latent decoded to every output) instead of its sampled
@@ -127,65 +114,6 @@ def plan_cases(settings: BenchSettings, scratch: Path) -> list[dict]:
     return cases
 
 
-def _model_config(spec: dict) -> ModelConfig:
-    if spec["name"] == "shipped":
-        return ModelConfig.from_dict(load_checkpoint(spec["path"] or default_model_path())["config"])
-    return ModelConfig(inputs=MODALITIES, outputs=MODALITIES, width=spec["width"])
-
-
-def _build_model(spec: dict, device: torch.device) -> SynthesisNet:
-    """The shipped model as `synth` loads it, or a seeded random one (timing does not depend on the weights)."""
-    if spec["name"] == "shipped":
-        return load_model(spec["path"], device)[0]
-    torch.manual_seed(0)
-    return SynthesisNet(_model_config(spec)).to(device).to(memory_format=torch.channels_last).eval()
-
-
-def _subject(folder: str):
-    return next(s for s in discover_subjects(Path(folder).parent) if s.name == Path(folder).name)
-
-
-def _pad4(image: np.ndarray) -> np.ndarray:
-    return np.pad(image, [(0, (-n) % 4) for n in image.shape])
-
-
-@torch.inference_mode()
-def reference_synthesis(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, subset: tuple[str, ...],
-                        targets: list[str], axis: int, slices: list[int],
-                        device: torch.device) -> dict[str, np.ndarray]:
-    """The plain eager path on the given slices: each slice whole (zero-padded to a multiple of 4), batch 1;
-    (len(slices), h, w) per target, background zero."""
-    results = {}
-    for i, k in enumerate(slices):
-        images = {m: torch.from_numpy(_pad4(np.take(inputs[m], k, axis=axis)))[None, None].to(device) for m in subset}
-        latents = list(model.encode(images).values())
-        inside = np.take(mask, k, axis=axis)
-        for target in targets:
-            image = model.decode_fused(latents, target)[0, 0, : inside.shape[0], : inside.shape[1]].cpu().numpy()
-            results.setdefault(target, np.zeros((len(slices), *inside.shape), np.float32))[i] = image * inside
-    return results
-
-
-def _timed(run, repeats: int, device: torch.device) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds of each of `repeats` calls of run()."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return walls, cpus
-
-
-def _normalised_inputs(case: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    subject = _subject(case["subject"])
-    prepared = normalise_inputs({m: load_volume(subject.files[m]).data for m in INPUTS})
-    inputs, mask = prepared.volumes, prepared.mask
-    return inputs, mask
-
-
 def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
     """The first synthesis case's fast path (what synth runs; --no-exact's crop with exact=False) timed once in
     this process after a warm-up, then run once under torch.profiler: its wall seconds and the operators with the
@@ -197,8 +125,8 @@ def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
         if not cases:
             raise InputError("--profile profiles a synthesis case: leave out --only training")
         case = cases[0]
-        inputs, mask = _normalised_inputs(case)
-    model = _build_model(case["model"], device)
+        inputs, mask = normalised_inputs(case)
+    model = build_model(case["model"], device)
     requests = [(INPUTS, t) for t in REQUESTS[case["request"]]]
     precision = choose_precision(device, case["amp"])
 
@@ -207,7 +135,7 @@ def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
             synthesize_subsets(model, inputs, mask, requests, device, case["synth_batch"])
 
     run()  # warm-up
-    seconds = _timed(run, 1, device)[0][0]
+    seconds = timed(run, 1, device)[0][0]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         run()
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -218,103 +146,9 @@ def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
     return {"case": label, "seconds": seconds, "threads": torch.get_num_threads(), "ops": ops}
 
 
-def _synthesis_case(case: dict, device: torch.device) -> dict:
-    inputs, mask = _normalised_inputs(case)
-    axis = SLICE_AXES["axial"]
-    targets = REQUESTS[case["request"]]
-    count = mask.shape[axis]
-    wanted = case["reference_slices"] or count
-    slices = sorted({int(k) for k in np.linspace(0, count - 1, min(wanted, count)).round()})
-    model = _build_model(case["model"], device)
-    result = {"shape": list(mask.shape), "slices": count}
-    if case["path"] == "reference":
-        model = use_reference_layers(model.to(memory_format=torch.contiguous_format))
-        reference_synthesis(model, inputs, mask, INPUTS, targets, axis, slices[:1], device)  # warm-up
-        walls, cpus = _timed(lambda: reference_synthesis(model, inputs, mask, INPUTS, targets, axis, slices, device),
-                             case["repeats"], device)
-        scale = count / len(slices)  # every slice costs the same on this path: the timed ones stand for all
-        return {**result, "timed_slices": len(slices), "seconds": [w * scale for w in walls],
-                "cpu_seconds": [c * scale for c in cpus], "peak_rss_mb": _peak_rss_mb()}
-    use_reference_layers(model, case["path"] == "plain-layers")
-    precision = choose_precision(device, case["amp"])
-    requests = [(INPUTS, t) for t in targets]
-
-    def run() -> dict:
-        with autocast(device, precision):
-            return synthesize_subsets(model, inputs, mask, requests, device, case["synth_batch"],
-                                      exact=case["path"] != "tight")
-
-    outputs = run()  # warm-up
-    walls, cpus = _timed(run, case["repeats"], device)
-    peak = _peak_rss_mb()
-    reference = reference_synthesis(use_reference_layers(model.to(memory_format=torch.contiguous_format)), inputs,
-                                    mask, INPUTS, targets, axis, slices, device)  # untimed, for the difference
-    inside = np.take(mask, slices, axis=axis)
-    difference = max(float(np.abs(np.moveaxis(np.take(outputs[(INPUTS, t)], slices, axis=axis), axis, 0)
-                                  - reference[t])[np.moveaxis(inside, axis, 0)].max(initial=0.0)) for t in targets)
-    return {**result, "seconds": walls, "cpu_seconds": cpus, "peak_rss_mb": peak, "max_abs_diff": difference,
-            "precision": precision.name}
-
-
-def _training_case(case: dict, device: torch.device) -> dict:
-    config = _model_config(case["model"])
-    loaded = load_subject(_subject(case["subject"]), MODALITIES)
-    sampler = SliceSampler([loaded], MODALITIES, SLICE_AXES["axial"], case["crop"], targets=True)
-    settings = TrainSettings(data=Path(case["subject"]), inputs=MODALITIES, outputs=MODALITIES, out=Path("unused.pt"),
-                             batch_size=case["batch_size"], crop=case["crop"], width=config.width, amp=case["amp"],
-                             sample_c1_outputs=case["path"] != "full-c1")
-    torch.manual_seed(0)
-    model = SynthesisNet(config).to(device)
-    rng = np.random.default_rng(0)
-    if case["path"] == "reference":
-        use_reference_layers(model)
-        optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
-
-        def step() -> None:
-            batch = torch.from_numpy(sampler.batch(settings.batch_size, rng)).to(device)
-            tensors = {m: batch[i].unsqueeze(1) for i, m in enumerate(sampler.plane_names(tuple(MODALITIES)))}
-            targets = {m: tensors[TARGET_PREFIX + m] for m in MODALITIES}
-            loss, _ = synthesis_loss(model, {m: tensors[m] for m in MODALITIES}, targets, settings.terms)  # full c1
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    else:
-        use_reference_layers(model.to(memory_format=torch.channels_last), case["path"] == "plain-layers")
-        precision = choose_precision(device, case["amp"])
-        stepper = Stepper(SynthesisLoss(model, settings.terms), torch.optim.Adam(model.parameters(), lr=settings.lr),
-                          grad_scaler(device, precision), device, precision)
-
-        def step() -> None:
-            train_step(stepper, sampler, settings, rng)
-
-    step()  # warm-up
-    walls, cpus = _timed(step, case["train_steps"], device)
-    return {"seconds": walls, "cpu_seconds": cpus, "slices_per_step": settings.batch_size,
-            "peak_rss_mb": _peak_rss_mb()}
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-
-
-def run_case(case: dict) -> dict:
-    """Run one case in this process and return its measurements."""
-    set_threads(case["threads"])
-    device = resolve_device(case["device"])
-    measured = _synthesis_case(case, device) if case["kind"] == "synthesis" else _training_case(case, device)
-    if device.type == "cuda":
-        measured["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    return {**measured, "threads": torch.get_num_threads()}
-
-
-def case_main() -> None:
-    """Entry point of a case's own process: the case as JSON on stdin, the result as JSON on stdout's last line."""
-    result = run_case(json.loads(sys.stdin.read()))
-    print(json.dumps(result))
-
 
 def _run_isolated(case: dict) -> dict:
-    code = "from mrimpute.pipeline.bench import case_main; case_main()"
+    code = "from mrimpute.pipeline.bench_cases import case_main; case_main()"
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps(case), capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if done.returncode != 0:
@@ -382,7 +216,7 @@ def run_bench(settings: BenchSettings, reporter: Reporter | None = None, json_pa
         raise InputError(f"--only {','.join(settings.kinds)}: give synthesis, training or both")
     with tempfile.TemporaryDirectory(prefix="mrimpute-bench-") as scratch:
         cases = plan_cases(settings, Path(scratch))
-        widths = {name: _model_config(_model_spec(name, settings)).width for name in settings.models}
+        widths = {name: model_config(_model_spec(name, settings)).width for name in settings.models}
         reporter.start("benchmark cases", len(cases))
         results = []
         for case in cases:

@@ -24,9 +24,10 @@ from ..io.sidecar import OUTPUT_UNITS, sidecar_path, write_sidecar
 from ..modalities import bids_name, row
 from .device import resolve_device
 from .model_loading import OpenModel, default_model_path, open_model
+from .outputs import write_outputs
 from .reporting import Reporter
 from .result_sidecar import result_sidecar
-from .synthesize import synthesize, write_outputs
+from .synthesize import synthesize
 
 DERIVATIVE_NAME = "mrimpute"
 BIDS_VERSION = "1.9.0"

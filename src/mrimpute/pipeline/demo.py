@@ -14,8 +14,9 @@ from ..io.atomic import write_atomically
 from ..io.nifti import load_volume
 from ..metrics import in_brain_metrics
 from ..preview import save_qc
+from .outputs import check_outputs, write_outputs
 from .reporting import Reporter
-from .synthesize import check_outputs, synthesize, write_outputs
+from .synthesize import synthesize
 
 SAMPLE_DIR = Path(str(files("mrimpute").joinpath("sample", "ms07")))
 DEMO_INPUTS = ("t1", "t2")

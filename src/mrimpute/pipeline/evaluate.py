@@ -23,8 +23,9 @@ from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
 from .device import resolve_device
 from .model_loading import load_model
+from .prepared_inputs import normalise_inputs
 from .reporting import Reporter
-from .synthesize import Product, normalise_inputs, synthesize_products
+from .synthesize import Product, synthesize_products
 from .views import merge_views, merged_label
 
 ROW_KEYS = ("subject", "target", "subset", "n_inputs", "protocol")

@@ -127,7 +127,8 @@ def add_lesion(inputs: dict[str, Path], lesion_mask: Path, target: str, out: Pat
     Every argument (the model, the target, the outputs, the source subject, the mask's grid) is checked before the
     synthesis, and the measures are computed before anything is written: a refusal leaves no file behind."""
     from .model_loading import open_model
-    from .synthesize import check_outputs, check_request, synthesize, write_outputs
+    from .outputs import check_outputs, write_outputs
+    from .synthesize import check_request, synthesize
 
     model = open_model(model_path, device)  # read once: checks, synthesis
     config = model.config

@@ -14,7 +14,8 @@ from ..io.atomic import write_atomically
 from ..io.nifti import save_like
 from ..io.sidecar import map_descrip
 from ..preview import save_label_montage
-from .synthesize import SynthesisResult, check_outputs
+from .outputs import check_outputs
+from .synthesize import SynthesisResult
 
 
 def plan_maps(outputs: dict[str, Path], uncertainty: Path | None = None,

@@ -3,7 +3,6 @@ several), restore the grid; the uncertainty and fusion maps come from the same l
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -14,19 +13,17 @@ import torch
 from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, paste
 from ..data.lesions import load_lesion_mask
-from ..data.normaliser import HANDLED, Normaliser, Scaling, as_input, findings
-from ..errors import CheckpointError, InputError, OutputError
-from ..io.atomic import check_output_extension, check_writable, refuse_overwrite
-from ..io.nifti import Volume, check_same_grid, load_volume, require_brain, require_finite, save_like
-from ..modalities import canonical_modality, is_synthetic_name, modality_from_filename
+from ..data.normaliser import Scaling
+from ..errors import CheckpointError, InputError
+from ..io.nifti import Volume, check_same_grid, load_volume, require_brain
 from ..model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet
 from .latent_maps import check_explainable, decoding_spread, fusion_winner
 from .model_loading import OpenModel, open_model
+from .prepared_inputs import normalise_inputs
 from .reporting import Reporter
 from .views import merge_views
 
 PIXELS_PER_BATCH = 1 << 20  # about a million pixels a batch keeps memory low and the cache warm
-REPORT_SUFFIXES = (".png", ".json", ".csv")  # outputs beside the volumes that are not volumes
 PRODUCT_TYPES = {"synthesis": np.float32, "uncertainty": np.float32, "explain": np.uint8}
 
 
@@ -71,44 +68,6 @@ def check_request(config_inputs: list[str], config_outputs: list[str], given: li
                               f"(its outputs: {', '.join(config_outputs)})")
     if not given:
         raise InputError("no input volume given")
-
-
-@dataclass
-class NormalisedInputs:
-    """Inputs in encoder units, the brain mask (the union of their foregrounds), and how each was scaled."""
-
-    volumes: dict[str, np.ndarray]
-    mask: np.ndarray
-    scalings: dict[str, Scaling]
-    findings: dict[str, list[str]]
-
-    @property
-    def factors(self) -> dict[str, float]:
-        return {m: s.target_scale for m, s in self.scalings.items()}
-
-
-def normalise_inputs(volumes: dict[str, np.ndarray], normaliser: Normaliser = Normaliser(),
-                     voxel_ml: float = 0.001) -> NormalisedInputs:
-    """Each input as the model's encoders expect it (its checkpoint's normaliser), with what was noticed."""
-    masks = {m: normaliser.foreground(v) for m, v in volumes.items()}
-    mask = np.logical_or.reduce(list(masks.values()))
-    normalised, scalings, notes = {}, {}, {}
-    for m, volume in volumes.items():
-        scalings[m] = normaliser.scaling(volume, mask & masks[m])
-        normalised[m] = as_input(volume, mask & masks[m], scalings[m])
-        notes[m] = _findings(volume, normaliser, voxel_ml) if normaliser.legacy else \
-            findings(volume, mask & masks[m], scalings[m], voxel_ml)
-    return NormalisedInputs(normalised, mask, scalings, notes)
-
-
-def _findings(volume: np.ndarray, legacy: Normaliser, voxel_ml: float) -> list[str]:
-    """What a model with the legacy normaliser should warn of: the same findings, seen by the robust normaliser."""
-    robust = Normaliser()
-    brain = robust.foreground(volume)
-    notes = findings(volume, brain, robust.scaling(volume, brain), voxel_ml)
-    caveat = (f"; this model predates the robust normaliser ({legacy.name}: negatives clipped to 0): "
-              "expect a poor result")
-    return [n.replace(HANDLED, caveat) for n in notes]
 
 
 def auto_batch_size(height: int, width: int) -> int:
@@ -278,74 +237,3 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model: Path | OpenMo
                            findings={str(volumes[m].path): prepared.findings[m]
                                      for m in ordered if prepared.findings[m]},
                            normaliser=normaliser.name, brain_extraction=brain_extraction)
-
-
-def check_outputs(paths: list[Path], inputs: list[Path], force: bool) -> None:
-    """Before any work: refuse to overwrite an input, a real scan of the subject (even with force), an existing
-    output without force, or an unwritable folder."""
-    for path in paths:
-        if Path(path).suffix.lower() not in REPORT_SUFFIXES:  # volumes: NIfTI only
-            check_output_extension(Path(path))
-    refuse_overwrite(paths, inputs, force)
-    refuse_real_scans(paths, inputs)
-    for path in paths:
-        check_writable(Path(path), force)
-
-
-def refuse_real_scans(paths: list[Path], inputs: list[Path]) -> None:
-    """Refuse, even with --force, to replace an existing file that is one of the subject's real contrasts: beside
-    an input and named as a contrast (`flair.nii.gz`, `sub-01_FLAIR.nii.gz`) without a synthetic marker (`synth`)."""
-    input_folders = {os.path.realpath(Path(p).parent) for p in inputs}
-    for path in map(Path, paths):
-        if not path.is_file() or os.path.realpath(path.parent) not in input_folders or is_synthetic_name(path.name):
-            continue
-        contrast = modality_from_filename(path.name)
-        if contrast is not None:
-            raise OutputError(f"{path}: is the subject's real {contrast} (named as a real scan, beside the inputs); "
-                              "a synthetic contrast never replaces it, even with --force: write it under another "
-                              f"name (e.g. {contrast}_synth.nii.gz)")
-
-
-def plan_outputs(model: OpenModel, given: dict[str, Path], out: Path | None, target: str | None,
-                 out_dir: Path | None) -> dict[str, Path]:
-    """Which target goes to which file: --out (target from --target, the file name -- `flair_synth.nii.gz`, BIDS
-    `sub-01_FLAIR`, `sub-01_desc-synth_FLAIR`, `*_ce-gd_T1w` = t1c -- or the only one missing), or --out-dir
-    (every output of the model not given as input, as <dir>/<contrast>_synth.nii.gz: named as synthetic, never as
-    a real scan). A target that was given as an input is refused. Folders are not checked here: the caller creates
-    missing ones (io.folders)."""
-    config, model_path = model.config, model.path
-    check_request(config.inputs, config.outputs, list(given), [], model_path)
-    missing = [m for m in config.outputs if m not in given]
-    if (out is None) == (out_dir is None):
-        raise InputError("give either --out FILE (one contrast) or --out-dir DIR (every missing contrast)")
-    if out is not None:
-        named = modality_from_filename(out.name)
-        if target:
-            chosen = canonical_modality(target)
-        elif named is not None:
-            chosen = named
-        elif len(missing) == 1:
-            chosen = missing[0]
-        else:
-            raise InputError(f"{out}: say which contrast to write with --target (one of {', '.join(missing)}); the "
-                             "file name does not say (e.g. flair_synth.nii.gz, sub-01_desc-synth_FLAIR.nii.gz)")
-        if chosen in given:
-            raise InputError(f"{'--target' if target else out}: {chosen} was given as an input (--{chosen} "
-                             f"{given[chosen]}); to synthesise it from the other inputs, leave --{chosen} out")
-        check_request(config.inputs, config.outputs, list(given), [chosen], model_path)
-        return {chosen: out}
-    if not missing:
-        raise InputError(f"{model_path}: every output of the model was given as input; nothing to synthesise")
-    return {m: out_dir / f"{m}_synth.nii.gz" for m in missing}
-
-
-def write_outputs(result: SynthesisResult, paths: dict[str, Path], force: bool = False) -> list[Path]:
-    """Write each synthesised target on the reference input's grid, atomically; its header says what it is
-    (descrip 'mrimpute synthetic <target> from <inputs>', cal_min/cal_max its own range)."""
-    from ..io.sidecar import synthetic_descrip
-
-    check_outputs(list(paths.values()), result.input_paths, force)
-    for target, path in paths.items():
-        require_finite(result.outputs[target], path)
-    return [save_like(result.outputs[t], result.reference, p, force=force,
-                      descrip=synthetic_descrip(t, result.inputs)) for t, p in paths.items()]
