@@ -40,7 +40,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from mrimpute.io.nifti import load_volume
-from mrimpute.pipeline.preprocess import PreprocessOptions, preprocess, to_sitk
+from mrimpute.pipeline.preprocess import PreprocessOptions, preprocess
+from mrimpute.pipeline.preprocess_steps import to_sitk
 from mrimpute.preprocess import brainmask, spatial
 
 MEAN_MM, MAX_MM = 1.0, 2.5

@@ -15,7 +15,7 @@ from mrimpute.config import FUSIONS, ModelConfig
 from mrimpute.io.nifti import load_volume
 from mrimpute.model.fast_ops import replicate_pad, upsampling_conv
 from mrimpute.model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet, use_reference_layers
-from mrimpute.pipeline.bench import reference_synthesis
+from mrimpute.pipeline.bench_cases import reference_synthesis
 from mrimpute.pipeline.device import Precision, autocast, choose_precision, grad_scaler
 from mrimpute.pipeline.model_loading import default_model_path, load_model
 from mrimpute.pipeline.prepared_inputs import normalise_inputs

@@ -34,6 +34,11 @@ def synth_command(
                    "folder (default ROOT/derivatives/mrimpute)."),
     dry_run: bool = typer.Option(False, help="With --dataset: show the plan, write nothing."),
     jobs: int = typer.Option(1, min=1, help="With --dataset: subjects processed in parallel (CPU)."),
+    participant_label: Optional[list[str]] = typer.Option(
+        None, "--participant-label", metavar="LABEL",
+        help="With --dataset: only these subjects, BIDS-Apps style (01 02, or sub-01 sub-02; every session of each)."),
+    more_labels: Optional[list[str]] = typer.Argument(None, hidden=True, metavar="LABEL",
+                                                      help="The further labels of --participant-label 01 02 ..."),
     axis: Optional[str] = typer.Option(None, help="Apply the model along this slice axis: axial, coronal or sagittal "
                                        "(default: the axis it was trained on)."),
     views: Optional[str] = typer.Option(None, help="Synthesise along each of these axes and merge, e.g. "
@@ -59,6 +64,9 @@ def synth_command(
 ) -> None:
     """Synthesise missing contrasts; outputs keep the first input's grid and header (float32, mean-normalised)."""
 
+    labels = [*(participant_label or []), *(more_labels or [])]
+    if more_labels and not participant_label:  # a stray word is no participant label
+        run_guarded(lambda: _refuse_argument(more_labels[0]))
     if dataset is not None:
         single = {**{f"--{name}": path for name, path in inputs.items()}, "--target": target,
                   "--out-dir": out_dir, "--axis": axis, "--views": views, "--uncertainty": uncertainty,
@@ -66,7 +74,7 @@ def synth_command(
                   "--no-exact": None if exact else True}
         run_guarded(lambda: _dataset_job(dataset, [name for name, value in single.items() if value is not None],
                                          out, model, device, batch_size, threads, force, dry_run, jobs, strict,
-                                         skull_strip))
+                                         skull_strip, labels))
         return
 
     def job() -> None:
@@ -84,8 +92,8 @@ def synth_command(
 
             set_threads(threads)
         given = dict(inputs)  # modality -> path, in table order
-        if dry_run or jobs > 1:
-            raise InputError("--dry-run and --jobs apply only with --dataset ROOT")
+        if dry_run or jobs > 1 or labels:
+            raise InputError("--dry-run, --jobs and --participant-label apply only with --dataset ROOT")
         if not given:
             raise InputError("give at least one input volume (e.g. --t1 t1.nii.gz)")
         opened = open_model(model or default_model_path(), device)  # read once: planning, synthesis, provenance
@@ -139,6 +147,13 @@ def synth_command(
     run_guarded(job)
 
 
+def _refuse_argument(word: str) -> None:
+    from ..errors import InputError
+
+    raise InputError(f"{word}: unexpected argument (synth takes options only; subject labels follow "
+                     "--participant-label)")
+
+
 def warn(text: str) -> None:
     """One warning line on stderr: `warning: <file>: <message>`."""
     from rich.markup import escape
@@ -180,7 +195,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], model: Optional[Path], device: str,
                  batch_size: int, threads: int, force: bool, dry_run: bool, jobs: int, strict: bool = False,
-                 skull_strip: bool = False) -> None:
+                 skull_strip: bool = False, participants: Optional[list[str]] = None) -> None:
     """`synth --dataset ROOT`: every missing contrast of every subject, as a BIDS derivative."""
 
     from ..errors import InputError
@@ -195,7 +210,7 @@ def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], mod
         set_threads(threads)
     with reporting() as reporter:
         rows = run_cohort(dataset, out, model, device, batch_size, dry_run, jobs, force, reporter, strict=strict,
-                          skull_strip=skull_strip, warn=warn)
+                          skull_strip=skull_strip, warn=warn, participants=participants or None)
     counts = {status: sum(row["status"] == status for row in rows)
               for status in ("planned", "done", "skipped", "failed")}
     console.print(make_table("dry run: planned outputs" if dry_run else "dataset synthesis", rows))

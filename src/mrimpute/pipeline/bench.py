@@ -29,7 +29,6 @@ from ..errors import InputError
 from ..io.atomic import check_writable, write_atomically
 from ..phantom import write_subject
 from .bench_cases import INPUTS, REQUESTS, build_model, model_config, normalised_inputs, run_case, timed
-from .bench_cases import reference_synthesis as reference_synthesis  # re-exported (tests compare the fast path)
 from .demo import SAMPLE_DIR
 from .device import autocast, choose_precision, resolve_device, set_threads
 from .reporting import Reporter

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..config import ModelConfig
 from ..data.bids import SKIPPED_FOLDERS, DatasetSubject, discover_dataset
 from ..data.subjects import dataset_folder, dataset_layout
 from ..errors import InputError, MrimputeError, OutputError
-from ..io.atomic import output_exists, write_atomically
+from ..io.atomic import output_exists
 from ..io.checksum import sha256_file
 from ..io.sidecar import OUTPUT_UNITS, sidecar_path, write_sidecar
-from ..modalities import bids_name, row
+from .cohort_bids import BIDS_VERSION, ce_labels, output_path, participant_filter, source_uri, write_dataset_description
 from .device import resolve_device
 from .model_loading import OpenModel, default_model_path, open_model
 from .outputs import write_outputs
@@ -30,7 +29,7 @@ from .result_sidecar import result_sidecar
 from .synthesize import synthesize
 
 DERIVATIVE_NAME = "mrimpute"
-BIDS_VERSION = "1.9.0"
+__all__ = ["BIDS_VERSION", "output_path", "run_cohort", "write_dataset_description"]
 NORMALISATION = OUTPUT_UNITS
 
 
@@ -43,19 +42,13 @@ class CohortTask:
     outputs: dict[str, Path]
 
 
-def output_path(deriv_root: Path, entry: DatasetSubject, target: str) -> Path:
-    """DERIV_ROOT/sub-X[/ses-Y]/<anat|dwi>/sub-X[_ses-Y][_ce-gd]_desc-synth_<suffix>.nii.gz"""
-    folder = Path(deriv_root) / f"sub-{entry.subject}"
-    if entry.session:
-        folder = folder / f"ses-{entry.session}"
-    # entities, suffix and datatype folder from the modality table
-    return folder / row(target).bids_folder / f"{bids_name(target, entry.name, desc='synth')}.nii.gz"
-
-
-def plan_cohort(root: Path, deriv_root: Path, config: ModelConfig) -> tuple[list[CohortTask], list[dict], list[str]]:
-    """Tasks for every subject with something to do, rows for subjects skipped with a reason, and warnings."""
+def plan_cohort(root: Path, deriv_root: Path, config: ModelConfig, participants: list[str] | None = None
+                ) -> tuple[list[CohortTask], list[dict], list[str]]:
+    """Tasks for every subject (of `participants`, BIDS-Apps labels, when given) with something to do, rows for
+    subjects skipped with a reason, and warnings."""
     tasks, rows, warnings = [], [], []
     entries = discover_dataset(root, exclude=[deriv_root])
+    ce_of_subject, ce_of_dataset = ce_labels(entries)  # a synthetic T1c is named with the dataset's ce- label
     folders = {entry.name: entry.folder for entry in entries if entry.folder is not None}
     refuse_inside_subject(deriv_root, folders.values())
     if os.path.realpath(Path(deriv_root).parent) == os.path.realpath(root) and Path(deriv_root).is_dir():
@@ -63,7 +56,7 @@ def plan_cohort(root: Path, deriv_root: Path, config: ModelConfig) -> tuple[list
         refuse_inside_subject(deriv_root, [e.folder for e in discover_dataset(root) if e.folder is not None])
     if dataset_layout(root) == "folders":  # a CSV or an nnU-Net dataset has no subject folders to count
         warnings.extend(_empty_folder_warnings(root, deriv_root, set(folders.values())))
-    for entry in entries:
+    for entry in participant_filter(entries, participants, root):
         warnings.extend(entry.warnings)
         usable = {m: entry.files[m] for m in config.inputs if m in entry.files}
         missing = [m for m in config.outputs if m not in entry.files]
@@ -73,7 +66,8 @@ def plan_cohort(root: Path, deriv_root: Path, config: ModelConfig) -> tuple[list
         elif not missing:
             rows.append(_row(entry, "-", "skipped", "has every output of the model"))
         else:
-            tasks.append(CohortTask(entry, usable, {t: output_path(deriv_root, entry, t) for t in missing}))
+            ce = ce_of_subject.get(entry.subject, ce_of_dataset)
+            tasks.append(CohortTask(entry, usable, {t: output_path(deriv_root, entry, t, ce) for t in missing}))
     return tasks, rows, warnings
 
 
@@ -176,20 +170,6 @@ def plan_rows(task: CohortTask, root: Path, model_sum: str, force: bool) -> list
     return [rows[t] for t in task.outputs]
 
 
-def _write_json(path: Path, content: dict, force: bool) -> None:
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(content, indent=2) + "\n"), force=force)
-
-
-def write_dataset_description(deriv_root: Path) -> None:
-    """DERIV_ROOT/dataset_description.json of the BIDS derivative, if there is none yet."""
-    path = Path(deriv_root) / "dataset_description.json"
-    if path.exists():
-        return
-    _write_json(path, {"Name": "mrimpute synthesised contrasts", "BIDSVersion": BIDS_VERSION,
-                       "DatasetType": "derivative",
-                       "GeneratedBy": [{"Name": "mrimpute", "Version": __version__}]}, force=False)
-
-
 def refuse_findings(findings: dict[str, list[str]]) -> None:
     """`synth --strict`: the first warning about an input, as a one-line error (nothing is written)."""
     notes = [(path, message) for path, messages in findings.items() for message in messages]
@@ -220,8 +200,9 @@ def process_task(task: CohortTask, root: Path, model: Path | OpenModel, model_su
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # our own earlier output (sidecar stale or missing after a killed run) is redone without --force
                 write_outputs(result, {target: path}, force=True)
-                write_sidecar(sidecar_path(path), result_sidecar(target, result, inputs, model_path, model_sum),
-                              force=True)
+                sidecar = result_sidecar(target, result, inputs, model_path, model_sum)
+                sidecar["Sources"] = [source_uri(p, root) for p in task.inputs.values()]  # BIDS URIs: bids:raw:...
+                write_sidecar(sidecar_path(path), sidecar, force=True)
                 rows[target] = _row(entry, target, "done", _relative(path, root))
         return [rows[t] for t in task.outputs], warnings
     except (MrimputeError, OSError) as exc:
@@ -247,7 +228,7 @@ def _worker_init() -> None:
 def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | None = None, device: str = "auto",
                batch_size: int = 0, dry_run: bool = False, jobs: int = 1, force: bool = False,
                reporter: Reporter | None = None, strict: bool = False, skull_strip: bool = False,
-               warn: Callable[[str], None] | None = None) -> list[dict]:
+               warn: Callable[[str], None] | None = None, participants: list[str] | None = None) -> list[dict]:
     """Plan, and unless dry_run synthesise, every missing contrast of every subject; returns one row per output
     (status planned, done, skipped or failed, with a detail). Each warning about a subject's inputs goes to
     `warn` as `<file>: <message>` (default: the reporter's messages); strict: a subject with one fails."""
@@ -260,7 +241,7 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
     model_path = opened.path
     if os.path.realpath(deriv_root) in (os.path.realpath(root), os.path.realpath(base)):
         raise OutputError(f"{deriv_root}: the derivative folder cannot be the dataset itself")
-    tasks, rows, warnings = plan_cohort(root, deriv_root, opened.config)
+    tasks, rows, warnings = plan_cohort(root, deriv_root, opened.config, participants)
     if not tasks and not rows:
         raise InputError(f"{root}: no subjects found (expected sub-*/[ses-*/]anat/*_T1w.nii.gz ..., "
                          "<subject>/<modality>.nii.gz, BraTS names, an nnU-Net imagesTr/ or a CSV manifest)")
@@ -274,7 +255,7 @@ def run_cohort(root: Path, deriv_root: Path | None = None, model_path: Path | No
         deriv_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{deriv_root}: cannot create the derivative folder ({exc.strerror or exc})") from None
-    write_dataset_description(deriv_root)
+    write_dataset_description(deriv_root, base)
     model_sum = sha256_file(model_path)
     results: list[list[dict]] = [[] for _ in tasks]
     reporter.start("subjects", len(tasks))

@@ -148,7 +148,8 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
                 last_view = list(results)[-1][0]  # the merged view when there are several
                 shown = max(subsets, key=len)  # the largest requested subset: only its inputs are shown
                 save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in shown}, truth,
-                        results[(last_view, shown)]["synthesis"], brain, target, force=True, subset=shown)
+                        results[(last_view, shown)]["synthesis"], brain, target, force=True, subset=shown,
+                        lesion=lesion, subject=subject.name)  # lesions outlined on the true and synthetic target
     if not rows:
         raise InputError(f"{settings.data}: nothing to evaluate (no subject has a target and another input)")
     return rows

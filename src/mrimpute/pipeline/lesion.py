@@ -13,7 +13,7 @@ from ..errors import CheckpointError, InputError
 from ..io.nifti import AFFINE_TOLERANCE_MM, Volume, check_same_grid, load_volume, save_like
 from ..preprocess import spatial
 from ..preview import save_montage
-from .preprocess import to_sitk
+from .preprocess_steps import to_sitk
 from .reporting import Reporter
 
 
@@ -154,7 +154,10 @@ def add_lesion(inputs: dict[str, Path], lesion_mask: Path, target: str, out: Pat
         window = float(np.percentile(synthetic[result.mask], 99.5))
         columns = {m: load_normalised(p, result.mask) for m, p in inputs.items()}
         columns |= {"lesion mask": transferred.mask * window, f"synthetic {target}": synthetic}
-        save_montage(preview, columns, transferred.mask if transferred.mask.any() else result.mask, force=force)
+        save_montage(preview, columns, result.mask, force=force, slice_mask=transferred.mask,
+                     contours={f"synthetic {target}": transferred.mask},  # the mask outlined on the synthesis
+                     title=f"{target} synthesised from {'+'.join(inputs)} with the lesion mask drawn in; axial "
+                           "slices through the lesions; intensities in brain-mean units")
     return AddLesionResult(out, mask_out, transferred.how, report, preview)
 
 

@@ -23,7 +23,6 @@ from ..modalities import row as modality_row
 from ..preprocess import skullstrip, spatial
 from . import preprocess_steps as steps
 from .preprocess_steps import MASK_NAME, PreprocessRun
-from .preprocess_steps import to_sitk as to_sitk  # re-exported: pipeline.lesion reads volumes with it
 from .reporting import Reporter
 
 MIN_OVERLAP = 0.7      # Dice of the moving scan's head mask with the reference's, after registration
