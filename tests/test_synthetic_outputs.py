@@ -18,8 +18,8 @@ from mrimpute.io.sidecar import sidecar_path, synthetic_descrip
 from mrimpute.phantom import write_subject
 
 RUNNER = CliRunner(env={"COLUMNS": "300"})
-SIDECAR_KEYS = {"Description", "Synthetic", "Inputs", "Model", "MrimputeVersion", "Normalisation", "Normaliser",
-                "InputScaling", "BrainExtraction", "Warnings", "GeneratedAt"}
+SIDECAR_KEYS = {"Description", "Synthetic", "Inputs", "Sources", "Model", "MrimputeVersion", "Normalisation",
+                "Normaliser", "InputScaling", "BrainExtraction", "Warnings", "GeneratedAt"}
 
 
 def synth(*args) -> tuple[int, str]:
@@ -59,6 +59,7 @@ def test_single_file_header_and_sidecar(tmp_path, live_model):
     assert sidecar["Synthetic"] is True
     assert [(i["modality"], i["path"], i["sha256"]) for i in sidecar["Inputs"]] == \
         [(m, str(files[m]), sha256_file(files[m])) for m in ("t1", "t2")]
+    assert sidecar["Sources"] == [files[m].absolute().as_uri() for m in ("t1", "t2")]  # BIDS Sources: URIs
     assert sidecar["Model"]["sha256"] == sha256_file(live_model) and sidecar["Model"]["file"] == live_model.name
     assert sidecar["Normaliser"]["name"] and sidecar["Normaliser"]["description"]
     assert set(sidecar["InputScaling"]) == {"t1", "t2"}

@@ -5,6 +5,7 @@ mistaken for a real scan."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def map_descrip(kind: str, target: str | None, inputs: list[str]) -> str:
     return f"mrimpute {what} from {'+'.join(inputs)}"
 
 
+def source_uri(path: str | Path) -> str:
+    """A file:// URI of an input (relative paths from the current folder)."""
+    return Path(os.path.abspath(path)).as_uri()
+
+
 def synthesis_sidecar(target: str, inputs: list[dict], model: dict, version: str, normaliser: str = "",
                       normaliser_description: str = "", scalings: dict | None = None,
                       warnings: list[str] | None = None, brain_extraction: str | None = None,
@@ -40,11 +46,14 @@ def synthesis_sidecar(target: str, inputs: list[dict], model: dict, version: str
     """The provenance of one synthesised volume.
 
     inputs: [{"modality", "path", "sha256"}]; model: {"file", "sha256", "card"}; scalings: per modality, how it was
-    put into model units (Scaling.as_dict()); warnings: what was noticed about the inputs (`<file>: <message>`)."""
+    put into model units (Scaling.as_dict()); warnings: what was noticed about the inputs (`<file>: <message>`).
+    `Sources` is BIDS's field for the files a derivative was made from: file:// URIs of the inputs here (dataset
+    mode replaces them with `bids:raw:<path>` URIs); `Inputs` keeps each one's modality and sha256 beside it."""
     content = {
         "Description": f"{target} synthesised by mrimpute from {', '.join(i['modality'] for i in inputs)}",
         "Synthetic": True,
         "Inputs": inputs,
+        "Sources": [source_uri(item["path"]) for item in inputs],
         "Model": model,
         "MrimputeVersion": version,
         "Normalisation": OUTPUT_UNITS,

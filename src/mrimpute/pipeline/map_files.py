@@ -73,8 +73,9 @@ def write_maps(result: SynthesisResult, maps: dict[str, Path], force: bool = Fal
                          force=force)
         reference = np.clip(result.reference.data, 0, None) / result.factors[result.inputs[0]]
         written["explain_json"] = maps["explain_json"]
-        written["explain_png"] = save_label_montage(maps["explain_png"], reference, result.explanation, result.inputs,
-                                                    result.mask, force=force)
+        written["explain_png"] = save_label_montage(
+            maps["explain_png"], reference, result.explanation, result.inputs, result.mask, force=force,
+            title=f"which input wins the max fusion, per voxel; left: the {result.inputs[0]} input; axial slices")
     return written
 
 
