@@ -34,6 +34,21 @@ def preview_slices(mask: np.ndarray, count: int = 3) -> list[int]:
     return [int(lo + (hi - lo) * f) for f in np.linspace(0.35, 0.65, count)]
 
 
+def _titled_canvas(grid: np.ndarray, header: int, footer: int, title_lines: list[str], size: int, pad: int
+                   ) -> tuple[Image.Image, _Writer, int]:
+    """The tiles under a header of `header` pixels (the title written there) and above a footer; returns the
+    picture, its writer and the height the next header line starts at."""
+    canvas = np.zeros((header + grid.shape[0] + footer, grid.shape[1], 3), np.uint8)
+    canvas[header:header + grid.shape[0]] = grid
+    picture = Image.fromarray(canvas, mode="RGB")
+    writer = _Writer(picture, size)
+    y = pad // 2
+    for line in title_lines:
+        writer.text((pad, y), line)
+        y += writer.line
+    return picture, writer, y
+
+
 def busiest_slices(mask: np.ndarray, count: int = 3) -> list[int]:
     """Axial slices through a small mask (lesions): in each of `count` equal parts of its axial extent, the slice
     holding the most of it."""
@@ -149,14 +164,7 @@ def save_montage(path: Path, columns: dict[str, np.ndarray], mask: np.ndarray, e
     header = pad + probe.line * (len(title_lines) + bool(legend) + max(len(v) for v in labels.values()))
     bar = max(4, size // 2)
     footer = 2 * pad + bar + probe.line if coloured else 0
-    canvas = np.zeros((header + grid.shape[0] + footer, grid.shape[1], 3), np.uint8)
-    canvas[header:header + grid.shape[0]] = grid
-    picture = Image.fromarray(canvas, mode="RGB")
-    writer = _Writer(picture, size)
-    y = pad // 2
-    for line in title_lines:
-        writer.text((pad, y), line)
-        y += writer.line
+    picture, writer, y = _titled_canvas(grid, header, footer, title_lines, size, pad)
     if legend:
         writer.text((pad, y), legend, fill=CONTOUR_COLOUR)
         y += writer.line
@@ -241,14 +249,7 @@ def save_label_montage(path: Path, image: np.ndarray, labels: np.ndarray, names:
             legend.append([])
         legend[-1].append(name)
     header = pad + probe.line * (len(title_lines) + len(legend))
-    canvas = np.zeros((header + grid.shape[0], grid.shape[1], 3), dtype=np.uint8)
-    canvas[header:] = grid
-    picture = Image.fromarray(canvas, mode="RGB")
-    writer = _Writer(picture, size)
-    y = pad // 2
-    for line in title_lines:
-        writer.text((pad, y), line)
-        y += writer.line
+    picture, writer, y = _titled_canvas(grid, header, 0, title_lines, size, pad)
     writer.text((pad, y), "reference")
     colours = dict(zip(names, LABEL_COLOURS))
     for k, line in enumerate(legend):
