@@ -81,7 +81,7 @@ def synth_command(
 
         from ..errors import InputError
         from ..pipeline.map_files import plan_maps, write_maps
-        from ..pipeline.model_loading import default_model_path, open_model
+        from ..pipeline.model_loading import choose_shipped_model, open_model
         from ..pipeline.native import plan_native, write_native_outputs
         from ..pipeline.outputs import check_outputs, plan_outputs, write_outputs
         from ..pipeline.synthesize import synthesize
@@ -96,7 +96,10 @@ def synth_command(
             raise InputError("--dry-run, --jobs and --participant-label apply only with --dataset ROOT")
         if not given:
             raise InputError("give at least one input volume (e.g. --t1 t1.nii.gz)")
-        opened = open_model(model or default_model_path(), device)  # read once: planning, synthesis, provenance
+        chosen, note = (model, None) if model else choose_shipped_model(given)  # dwi/adc: models/diffusion.pt
+        opened = open_model(chosen, device)  # read once: planning, synthesis, provenance
+        if note:
+            console.print(note, highlight=False, soft_wrap=True)
         model_path = opened.path
         paths = plan_outputs(opened, given, out, target, out_dir)
         maps = plan_maps(paths, uncertainty, explain)

@@ -91,3 +91,42 @@ def open_model(model: str | Path | OpenModel | None, device: str | torch.device 
     torch_device = resolve_device(device) if isinstance(device, str) else device
     network, payload = load_model(path, torch_device)
     return OpenModel(path, network, payload["metadata"], torch_device)
+
+
+# shipped models that synth may pick by the inputs given, after the default (issue 16: diffusion inputs)
+SHIPPED_ALTERNATIVES = ("diffusion.pt",)
+
+
+def _model_inputs(path: Path) -> list[str] | None:
+    """The input contrasts a checkpoint has encoders for (None when it cannot be read)."""
+    try:
+        return list(ModelConfig.from_dict(load_checkpoint(path)["config"]).inputs)
+    except (CheckpointError, TypeError, ValueError, KeyError):
+        return None
+
+
+def choose_shipped_model(given_inputs) -> tuple[Path, str | None]:
+    """The model synth uses when no --model is given, and a one-line note when it is not the default.
+
+    $MRIMPUTE_MODEL overrides everything; else the shipped default model when it has an encoder for every given
+    input; else the first shipped alternative (models/diffusion.pt: the default plus dwi and adc encoders) that
+    has encoders for all of them; else the default (which then refuses the input it lacks, naming it)."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV]), None
+    default = shipped_model("default.pt")
+    given = list(given_inputs)
+    default_inputs = _model_inputs(default)
+    if default_inputs is None:
+        return default, None  # unreadable: open_model says why
+    missing = [name for name in given if name not in default_inputs]
+    if not missing:
+        return default, None
+    for name in SHIPPED_ALTERNATIVES:
+        candidate = shipped_model(name)
+        if not candidate.is_file():
+            continue
+        inputs = _model_inputs(candidate)
+        if inputs is not None and all(name in inputs for name in given):
+            return candidate, (f"model: {name} (shipped; chosen because the default model has no encoder for "
+                               f"{', '.join(missing)})")
+    return default, None

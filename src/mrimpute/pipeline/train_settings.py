@@ -145,7 +145,8 @@ def split_subjects(subjects: list[Subject], settings: TrainSettings) -> tuple[li
     for wanted in settings.exclude + settings.subjects + settings.val_subjects:
         if wanted not in names:
             raise InputError(f"{settings.data}: no subject named '{wanted}' (found {', '.join(names)})")
-    pool = [s for s in subjects if s.name not in exclude and (not settings.subjects or s.name in settings.subjects)]
+    chosen = set(settings.subjects) | set(val_names)  # named validation subjects count even beside --subjects
+    pool = [s for s in subjects if s.name not in exclude and (not settings.subjects or s.name in chosen)]
     if val_names:
         val = [s for s in pool if s.name in val_names]
     elif len(pool) >= 2 and settings.val_fraction > 0:
