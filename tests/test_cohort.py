@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -193,3 +194,40 @@ def test_dry_run_without_dataset_is_refused(random_model: Path, subject: dict[st
     result = RUNNER.invoke(app, ["synth", "--t1", str(subject["t1"]), "--out", str(tmp_path / "flair.nii.gz"),
                                  "--model", str(random_model), "--dry-run"])
     assert result.exit_code == 1 and "--dataset" in result.stderr
+
+
+def test_each_subject_gets_the_shipped_model_its_inputs_call_for(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --model, dataset mode chooses like single-subject synth: the default model, or models/diffusion.pt
+    for a subject with dwi (which the default has no encoder for); each checkpoint is read once, and the plan,
+    the per-subject line and the sidecars name the model."""
+    from mrimpute.pipeline import model_loading
+
+    if not model_loading.shipped_model("diffusion.pt").is_file():
+        pytest.skip("models/diffusion.pt is not built")
+    monkeypatch.delenv(model_loading.MODEL_ENV, raising=False)
+    root = tmp_path / "bids"
+    phantom = write_subject(tmp_path / "phantom", seed=4, shape=SHAPE)
+    place(phantom, "t1", root / "sub-01/anat/sub-01_T1w.nii.gz")
+    place(phantom, "t2", root / "sub-01/dwi/sub-01_dwi.nii.gz")  # any volume on the T1's grid stands for a DWI
+    place(phantom, "t1", root / "sub-02/anat/sub-02_T1w.nii.gz")
+    place(phantom, "t2", root / "sub-02/anat/sub-02_T2w.nii.gz")
+    rows = run_cohort(root, device="cpu", dry_run=True)
+    assert {(r["subject"], r["model"]) for r in rows} == {("sub-01", "diffusion.pt"), ("sub-02", "default.pt")}
+    assert {r["detail"].split(" from ")[-1] for r in rows if r["subject"] == "sub-01"} == {"t1+dwi"}
+    assert {r["status"] for r in rows} == {"planned"}
+
+    reads = []
+    real = model_loading.load_model
+    monkeypatch.setattr(model_loading, "load_model", lambda *args: reads.append(args[0]) or real(*args))
+    result = RUNNER.invoke(app, ["synth", "--dataset", str(root), "--device", "cpu", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(p).name for p in reads) == ["default.pt", "diffusion.pt"]  # once each, for both subjects
+    lines = result.stdout.splitlines()
+    assert any(re.search(r"sub-01: .*flair done; model diffusion\.pt$", line) for line in lines), result.stdout
+    assert any(re.search(r"sub-02: .*flair done$", line) for line in lines), result.stdout
+    deriv = root / "derivatives" / "mrimpute"
+    for subject, model, inputs in (("01", "diffusion.pt", {"t1", "dwi"}), ("02", "default.pt", {"t1", "t2"})):
+        sidecar = json.loads((deriv / f"sub-{subject}/anat/sub-{subject}_desc-synth_FLAIR.json").read_text())
+        assert sidecar["Model"]["file"] == model
+        assert {i["modality"] for i in sidecar["Inputs"]} == inputs

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mrimpute.config import ModelConfig
 from mrimpute.errors import InputError
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.pipeline import distributed
@@ -60,8 +61,9 @@ def test_two_processes_train_what_one_process_trains(tmp_path: Path) -> None:
     assert done.stdout.count("best model:") == 1  # rank 0 alone reports
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.last.pt", "model.md", "model.pt"]
 
-    single = train(TrainSettings(data=data, out=tmp_path / "single.pt", device="cpu",
-                                 **{k: (v.split(",") if k in ("inputs", "outputs") else v) for k, v in ARGS.items()}))
+    network = ModelConfig(inputs=ARGS["inputs"].split(","), outputs=ARGS["outputs"].split(","), width=ARGS["width"])
+    single = train(TrainSettings(data=data, out=tmp_path / "single.pt", device="cpu", model=network,
+                                 **{k: v for k, v in ARGS.items() if k not in ("inputs", "outputs", "width")}))
     together, alone = load_checkpoint(last_checkpoint_path(out)), load_checkpoint(last_checkpoint_path(single))
     assert together["metadata"]["processes"] == 2 and alone["metadata"]["processes"] == 1
     for key, weights in alone["state_dict"].items():

@@ -35,8 +35,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _settings(dataset: Path, out: Path, **overrides) -> TrainSettings:
-    values = dict(data=dataset, inputs=["t1", "t2"], outputs=["t2"], out=out, epochs=1, steps_per_epoch=2,
-                  batch_size=4, crop=16, width=0.125, val_crops=4, seed=3, device="cpu", val_subjects=["s1"])
+    network = ModelConfig(inputs=["t1", "t2"], outputs=["t2"], width=0.125)
+    values = dict(data=dataset, out=out, model=network, epochs=1, steps_per_epoch=2, batch_size=4, crop=16,
+                  val_crops=4, seed=3, device="cpu", val_subjects=["s1"])
     values.update(overrides)
     return TrainSettings(**values)
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from mrimpute import __version__
 from mrimpute.cli import console as console_module
 from mrimpute.cli.app import app
+from mrimpute.config import ModelConfig
 from mrimpute.errors import InputError, OutputError
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.io.folders import ensure_folder
@@ -270,8 +271,8 @@ def test_add_lesion_checks_the_source_subject_before_synthesising(tmp_path: Path
 
 
 def _tiny(data: Path, out: Path, **overrides) -> TrainSettings:
-    values = dict(data=data, inputs=["t1", "t2"], outputs=["t2"], out=out, epochs=1, steps_per_epoch=1,
-                  batch_size=2, crop=16, width=0.125, val_crops=2, seed=0, device="cpu")
+    values = dict(data=data, model=ModelConfig(inputs=["t1", "t2"], outputs=["t2"], width=0.125), out=out, epochs=1,
+                  steps_per_epoch=1, batch_size=2, crop=16, val_crops=2, seed=0, device="cpu")
     values.update(overrides)
     return TrainSettings(**values)
 

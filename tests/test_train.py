@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mrimpute.config import ModelConfig
 from mrimpute.errors import CheckpointError, InputError
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
@@ -21,9 +22,10 @@ def dataset(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-def _settings(dataset: Path, out: Path, **overrides) -> TrainSettings:
-    values = dict(data=dataset, inputs=["t1", "t2"], outputs=["t2", "flair"], out=out, epochs=2, steps_per_epoch=2,
-                  batch_size=4, crop=16, width=0.125, val_crops=4, seed=3, device="cpu")
+def _settings(dataset: Path, out: Path, model: dict | None = None, **overrides) -> TrainSettings:
+    network = ModelConfig(**{"inputs": ["t1", "t2"], "outputs": ["t2", "flair"], "width": 0.125, **(model or {})})
+    values = dict(data=dataset, out=out, model=network, epochs=2, steps_per_epoch=2, batch_size=4, crop=16,
+                  val_crops=4, seed=3, device="cpu")
     values.update(overrides)
     return TrainSettings(**values)
 
@@ -73,7 +75,7 @@ def test_resume_refuses_other_settings_and_missing_state(dataset: Path, tmp_path
         train(_settings(dataset, tmp_path / "none.pt", resume=True))
     train(_settings(dataset, tmp_path / "m.pt", epochs=1))
     with pytest.raises(CheckpointError, match="other model settings"):
-        train(_settings(dataset, tmp_path / "m.pt", width=0.25, resume=True))
+        train(_settings(dataset, tmp_path / "m.pt", model={"width": 0.25}, resume=True))
 
 
 def test_unknown_subject_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
@@ -82,7 +84,7 @@ def test_unknown_subject_is_a_clear_error(dataset: Path, tmp_path: Path) -> None
 
 
 def test_mean_max_fusion_learns_its_mix_and_reports_it(dataset: Path, tmp_path: Path) -> None:
-    path = train(_settings(dataset, tmp_path / "mix.pt", fusion="mean-max", epochs=1))
+    path = train(_settings(dataset, tmp_path / "mix.pt", model={"fusion": "mean-max"}, epochs=1))
     payload = load_checkpoint(path)
     mix = payload["state_dict"]["fusion_mix"]
     assert mix.shape == (16,) and mix.abs().max() > 0  # trained away from its start at 0 (max share 0.5)

@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from mrimpute.cli.app import app
+from mrimpute.config import ModelConfig
 from mrimpute.data.slices import SliceSampler
 from mrimpute.data.split import load_split
 from mrimpute.data.subjects import discover_subjects, load_subject
@@ -35,9 +36,9 @@ def dataset(tmp_path: Path) -> Path:
 
 
 def _settings(dataset: Path, out: Path, **overrides) -> TrainSettings:
-    values = dict(data=dataset, inputs=["t1", "t2", "flair"], outputs=["t2", "flair"], out=out, epochs=2,
-                  steps_per_epoch=3, batch_size=4, crop=16, width=0.125, val_crops=4, seed=3, device="cpu",
-                  split=dataset.parent / "split.toml")
+    network = ModelConfig(inputs=["t1", "t2", "flair"], outputs=["t2", "flair"], width=0.125)
+    values = dict(data=dataset, out=out, model=network, epochs=2, steps_per_epoch=3, batch_size=4, crop=16,
+                  val_crops=4, seed=3, device="cpu", split=dataset.parent / "split.toml")
     values.update(overrides)
     return TrainSettings(**values)
 
@@ -189,3 +190,13 @@ def test_learnt_error_heads_train_frozen_and_map_the_uncertainty(dataset: Path, 
     assert not np.allclose(learnt.uncertainty["flair"], spread.uncertainty["flair"])
     with pytest.raises(InputError, match="already has error heads"):
         add_error_heads(heads, _settings(dataset, tmp_path / "again.pt"))
+
+
+def test_the_time_limit_counts_this_process_not_the_runs_earlier_sessions(dataset: Path, tmp_path: Path) -> None:
+    best = train(_settings(dataset, tmp_path / "t.pt", epochs=3, time_limit_min=1e-6))  # stops after epoch 1
+    last_path = last_checkpoint_path(best)
+    last = torch.load(last_path, weights_only=False)
+    last["train_state"]["seconds"] = 1e6  # earlier sessions trained for days
+    torch.save(last, last_path)
+    train(_settings(dataset, tmp_path / "t.pt", epochs=3, time_limit_min=10, resume=True))
+    assert load_checkpoint(last_path)["train_state"]["epoch"] == 3  # a fresh 10 minutes, not out of time at once

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from . import options
 from .console import console, make_table, reporting, run_guarded
 
 
 def demo_command(
     out_dir: Path = typer.Option(Path("demo-output"), help="Folder for the NIfTI, PNG preview and metrics JSON."),
-    model: Optional[Path] = typer.Option(None, help="Model checkpoint (default: the shipped model)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int = typer.Option(0, min=0, help="CPU threads (0: torch's default)."),
+    model: options.Model = None,
+    device: options.Device = "auto",
+    threads: options.Threads = 0,
     force: bool = typer.Option(False, help="Overwrite the outputs of an earlier demo."),
 ) -> None:
     """Synthesise FLAIR from T1 + T2 of the bundled subject (open_ms patient07) and score it against the real one."""

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..config import ModelConfig
+from ..pipeline.train_settings import TrainSettings
 from .console import console, make_table, reporting, run_guarded
+from .train_options import DEFAULT_CONTRASTS, settings_from_options
+
+if TYPE_CHECKING:
+    from ..pipeline.evaluate import EvalSettings
 
 
 def _format_summary(summary: list[dict]) -> list[dict]:
@@ -98,6 +105,96 @@ def _compare(paths: list[Path], protocol: str, out_dir: Path, force: bool) -> No
     console.print(f"wrote {written[0]} and {written[1]}")
 
 
+# eval --folds: each fold's model is trained as `train` trains one, with its defaults (TrainSettings, ModelConfig)
+TrainInputs = Annotated[str, typer.Option(help="With --folds: input modalities of each fold's model.")]
+TrainOutputs = Annotated[str, typer.Option(help="With --folds: output modalities.")]
+TrainEpochs = Annotated[int, typer.Option(min=1, help="With --folds: maximum epochs per fold.")]
+TrainSteps = Annotated[int, typer.Option("--train-steps", min=1, help="With --folds: steps per epoch.")]
+TrainWidth = Annotated[float, typer.Option(help="With --folds: width multiplier.")]
+TrainCrop = Annotated[int, typer.Option(min=8, help="With --folds: training crop.")]
+TrainBatch = Annotated[int, typer.Option(min=1, help="With --folds: batch size.")]
+FoldSeed = Annotated[int, typer.Option(help="With --folds: seed for the folds and the training.")]
+
+
+def _fold_template(args: SimpleNamespace, reports_dir: Path) -> TrainSettings:
+    """The settings each fold's model is trained with: the --train-* options, --seed, --device, the rest defaults."""
+    chosen = {name.removeprefix("train_"): value for name, value in vars(args).items() if name.startswith("train_")}
+    return settings_from_options({**chosen, "data": args.data, "out": reports_dir / "unused.pt", "seed": args.seed,
+                                  "device": args.device})
+
+
+def _eval_settings(args: SimpleNamespace, reports_dir: Path) -> EvalSettings:
+    """What to score, from the options (--subjects, or a --split's part)."""
+    from ..errors import InputError
+    from ..modalities import parse_modality_list
+    from ..pipeline.evaluate import EvalSettings
+    from ..pipeline.views import parse_axis, parse_views
+
+    chosen = [s for s in args.subjects.split(",") if s] or None
+    if args.split is not None:
+        from ..data.split import load_split
+
+        if chosen:
+            raise InputError("--split chooses the subjects: give --subjects or --split, not both")
+        chosen = list(load_split(args.split).part(args.part))
+    return EvalSettings(
+        data=args.data, model=args.model, subjects=chosen, held_out=args.part if args.split else None,
+        targets=parse_modality_list(args.targets) if args.targets else None, subsets=args.subsets,
+        device=args.device, qc_dir=reports_dir / "qc" if args.qc else None, baseline=args.baseline,
+        baseline_data=args.baseline_data, views=parse_views(args.axis, args.views, args.merge), merge=args.merge,
+        striping_axis=parse_axis(args.striping_axis) if args.striping_axis else None,
+        uncertainty=args.uncertainty, lesion_input=args.lesion_input)
+
+
+def _score_dataset(args: SimpleNamespace, reports_dir: Path) -> None:
+    """Score a model (or a baseline, or --folds cross-validated models) over --data; write and show the reports."""
+    from ..io.atomic import check_writable
+    from ..io.folders import ensure_folder
+    from ..pipeline.evaluate import evaluate, summarise, update_model_card, write_reports
+    from ..pipeline.model_loading import default_model_path
+
+    template = _fold_template(args, reports_dir) if args.folds else None  # a bad --train-* option: refused first
+    ensure_folder(reports_dir)  # created if missing, and refused before minutes of work, not after
+    for report in ("metrics.csv", "summary.json"):
+        check_writable(reports_dir / report, args.force)
+    settings = _eval_settings(args, reports_dir)
+    with reporting() as reporter:
+        if template is not None:
+            from ..pipeline.crossval import cross_validate
+
+            rows = cross_validate(template, settings, args.folds, reports_dir, reporter)
+        else:
+            rows = evaluate(settings, reporter)
+    csv_path, json_path = write_reports(rows, reports_dir, args.force)
+    console.print(make_table(f"mean ± sd per subset ({args.protocol} protocol)",
+                             _format_summary(summarise(rows, args.protocol))))
+    console.print(f"wrote {csv_path} and {json_path}")
+    if args.update_card:
+        console.print(f"updated {update_model_card(args.model or default_model_path(), rows, args.protocol)}")
+
+
+def _evaluate(args: SimpleNamespace) -> None:
+    """One pair (--pred/--truth), a comparison (--compare) or a dataset (--data)."""
+    from ..errors import InputError
+    from ..metrics import PROTOCOLS
+    from ..pipeline.device import set_threads
+
+    set_threads(args.threads)
+    if args.pred or args.truth:
+        if not (args.pred and args.truth):
+            raise InputError("--pred and --truth go together")
+        return _score_pair(args.pred, args.truth, args.mask, args.lesion, args.out_dir, args.force)
+    reports_dir = args.out_dir or Path("eval-output")
+    if args.protocol.removesuffix("@lesion") not in PROTOCOLS:
+        raise InputError(f"unknown protocol '{args.protocol}': expected one of {', '.join(PROTOCOLS)} (or "
+                         "<protocol>@lesion: inside the lesion mask)")
+    if args.compare:
+        return _compare(args.compare, args.protocol, reports_dir, args.force)
+    if args.data is None:
+        raise InputError("give --data (with a model), --pred and --truth, or --compare A.csv --compare B.csv")
+    _score_dataset(args, reports_dir)
+
+
 def eval_command(
     data: Optional[Path] = typer.Option(None, help="Dataset with true contrasts: subject folders, BIDS, BraTS names, "
                                       "an nnU-Net folder or a CSV manifest."),
@@ -130,14 +227,14 @@ def eval_command(
     baseline_data: Optional[Path] = typer.Option(None, help="Where the baseline's training subjects are "
                                                  "(default: --data)."),
     folds: int = typer.Option(0, min=0, help="Cross-validate: train on K-1 folds of --data, score the held-out fold."),
-    train_inputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: input modalities of each fold's model."),
-    train_outputs: str = typer.Option("t1,t1c,t2,flair", help="With --folds: output modalities."),
-    train_epochs: int = typer.Option(20, min=1, help="With --folds: maximum epochs per fold."),
-    train_steps: int = typer.Option(50, min=1, help="With --folds: steps per epoch."),
-    train_width: float = typer.Option(0.375, help="With --folds: width multiplier."),
-    train_crop: int = typer.Option(96, min=8, help="With --folds: training crop."),
-    train_batch_size: int = typer.Option(16, min=1, help="With --folds: batch size."),
-    seed: int = typer.Option(0, help="With --folds: seed for the folds and the training."),
+    train_inputs: TrainInputs = DEFAULT_CONTRASTS,
+    train_outputs: TrainOutputs = DEFAULT_CONTRASTS,
+    train_epochs: TrainEpochs = TrainSettings.epochs,
+    train_steps_per_epoch: TrainSteps = TrainSettings.steps_per_epoch,
+    train_width: TrainWidth = ModelConfig.width,
+    train_crop: TrainCrop = TrainSettings.crop,
+    train_batch_size: TrainBatch = TrainSettings.batch_size,
+    seed: FoldSeed = TrainSettings.seed,
     axis: Optional[str] = typer.Option(None, help="Apply the model along this slice axis: axial, coronal or sagittal."),
     views: Optional[str] = typer.Option(None, help="Synthesise along each of these axes (e.g. axial,coronal,sagittal): "
                                         "rows per view and for their merge, with a striping score."),
@@ -150,67 +247,5 @@ def eval_command(
                                       "lesion channel (--no-lesion-input: an empty mask)."),
 ) -> None:
     """Score synthesis: a model over subjects and input subsets (--data), one pair (--pred/--truth), or --compare."""
-
-    def job() -> None:
-        from ..errors import InputError
-        from ..metrics import PROTOCOLS
-        from ..modalities import parse_modality_list
-        from ..pipeline.device import set_threads
-        from ..pipeline.evaluate import EvalSettings, evaluate, summarise, update_model_card, write_reports
-        from ..pipeline.model_loading import default_model_path
-
-        set_threads(threads)
-        if pred or truth:
-            if not (pred and truth):
-                raise InputError("--pred and --truth go together")
-            return _score_pair(pred, truth, mask, lesion, out_dir, force)
-        reports_dir = out_dir or Path("eval-output")
-        if protocol.removesuffix("@lesion") not in PROTOCOLS:
-            raise InputError(f"unknown protocol '{protocol}': expected one of {', '.join(PROTOCOLS)} (or "
-                             "<protocol>@lesion: inside the lesion mask)")
-        if compare:
-            return _compare(compare, protocol, reports_dir, force)
-        if data is None:
-            raise InputError("give --data (with a model), --pred and --truth, or --compare A.csv --compare B.csv")
-        from ..io.atomic import check_writable
-        from ..io.folders import ensure_folder
-
-        ensure_folder(reports_dir)  # created if missing, and refused before minutes of work, not after
-        for report in ("metrics.csv", "summary.json"):
-            check_writable(reports_dir / report, force)
-        from ..pipeline.views import parse_axis, parse_views
-
-        chosen = [s for s in subjects.split(",") if s] or None
-        if split is not None:
-            from ..data.split import load_split
-
-            if chosen:
-                raise InputError("--split chooses the subjects: give --subjects or --split, not both")
-            chosen = list(load_split(split).part(part))
-        settings = EvalSettings(data=data, model=model, subjects=chosen, held_out=part if split else None,
-                                targets=parse_modality_list(targets) if targets else None, subsets=subsets,
-                                device=device, qc_dir=reports_dir / "qc" if qc else None, baseline=baseline,
-                                baseline_data=baseline_data, views=parse_views(axis, views, merge), merge=merge,
-                                striping_axis=parse_axis(striping_axis) if striping_axis else None,
-                                uncertainty=uncertainty, lesion_input=lesion_input)
-        with reporting() as reporter:
-            if folds:
-                from ..pipeline.crossval import cross_validate
-                from ..pipeline.train import TrainSettings
-
-                template = TrainSettings(data=data, inputs=parse_modality_list(train_inputs),
-                                         outputs=parse_modality_list(train_outputs), out=reports_dir / "unused.pt",
-                                         epochs=train_epochs, steps_per_epoch=train_steps, width=train_width,
-                                         crop=train_crop, batch_size=train_batch_size, seed=seed, device=device)
-                reports_dir.mkdir(parents=True, exist_ok=True)
-                rows = cross_validate(template, settings, folds, reports_dir, reporter)
-            else:
-                rows = evaluate(settings, reporter)
-        csv_path, json_path = write_reports(rows, reports_dir, force)
-        console.print(make_table(f"mean ± sd per subset ({protocol} protocol)",
-                                 _format_summary(summarise(rows, protocol))))
-        console.print(f"wrote {csv_path} and {json_path}")
-        if update_card:
-            console.print(f"updated {update_model_card(model or default_model_path(), rows, protocol)}")
-
-    run_guarded(job)
+    args = SimpleNamespace(**locals())  # every option by name
+    run_guarded(lambda: _evaluate(args))

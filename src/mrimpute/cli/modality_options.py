@@ -33,7 +33,7 @@ class ModalityCommand:
         self.__doc__ = function.__doc__
 
     def _own(self) -> tuple[inspect.Signature, dict]:
-        return inspect.signature(self.function), typing.get_type_hints(self.function)
+        return inspect.signature(self.function), typing.get_type_hints(self.function, include_extras=True)
 
     @property
     def __signature__(self) -> inspect.Signature:

@@ -3,64 +3,87 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from . import options
 from .console import console, error_console, make_table, reporting, run_guarded
 from .modality_options import with_modality_options
 
 INPUT_HELP = "Input volume ({name}), co-registered with the other inputs."
 
+Out = Annotated[Optional[Path], typer.Option(help="Output NIfTI for one target contrast.")]
+Target = Annotated[Optional[str], typer.Option(help="Contrast to write to --out (default: from --out's name, e.g. "
+                                               "flair_synth.nii.gz, sub-01_FLAIR.nii.gz, *_ce-gd_T1w.nii.gz = t1c).")]
+OutDir = Annotated[Optional[Path], typer.Option(help="Write every contrast the model has that was not given here, "
+                                                "as DIR/<contrast>_synth.nii.gz (DIR is created if missing).")]
+Exact = Annotated[bool, typer.Option(help="Crop each batch of slices to the brain grown by the network's receptive "
+                                     "field: the whole slices' values to float rounding. --no-exact crops to the "
+                                     "brain itself: about 1.5x faster, values near the brain's edge differ "
+                                     "slightly.")]
+Dataset = Annotated[Optional[Path], typer.Option(
+    help="Dataset mode: every subject of a BIDS (or plain/BraTS) dataset; --out is then the derivative folder "
+         "(default ROOT/derivatives/mrimpute).")]
+DryRun = Annotated[bool, typer.Option(help="With --dataset: show the plan, write nothing.")]
+Jobs = Annotated[int, typer.Option(min=1, help="With --dataset: subjects processed in parallel (CPU).")]
+ParticipantLabel = Annotated[Optional[list[str]], typer.Option(
+    "--participant-label", metavar="LABEL",
+    help="With --dataset: only these subjects, BIDS-Apps style (01 02, or sub-01 sub-02; every session of each).")]
+MoreLabels = Annotated[Optional[list[str]], typer.Argument(hidden=True, metavar="LABEL",
+                                                          help="The further labels of --participant-label 01 02 ...")]
+Axis = Annotated[Optional[str], typer.Option(help="Apply the model along this slice axis: axial, coronal or sagittal "
+                                             "(default: the axis it was trained on).")]
+Views = Annotated[Optional[str], typer.Option(help="Synthesise along each of these axes and merge, e.g. "
+                                              "axial,coronal,sagittal.")]
+Merge = Annotated[str, typer.Option(help="With --views: merge voxel-wise by mean or median.")]
+Uncertainty = Annotated[Optional[Path], typer.Option(
+    help="Also write an uncertainty map: the expected absolute error (models with error heads, train-uncertainty), "
+         "else the spread (sd) between the target decoded from each input alone and from all fused (one target: "
+         "--out).")]
+LesionMask = Annotated[Optional[Path], typer.Option(help="Lesion mask on the inputs' grid for a lesion-aware model "
+                                                    "(train --lesion-channel): lesions are drawn there.")]
+Explain = Annotated[Optional[Path], typer.Option(help="Also write which input wins the max fusion per voxel (label "
+                                                 "volume, with a .json label map and a .png beside it).")]
+NativeRef = Annotated[Optional[str], typer.Option(
+    "--native-ref", help="For inputs written by `mrimpute preprocess`: write the outputs on this modality's "
+                         "ORIGINAL raw grid and header.")]
+Manifest = Annotated[Optional[Path], typer.Option(help="With --native-ref: the preprocess manifest (default: "
+                                                  "manifest.json beside the first input).")]
+Strict = Annotated[bool, typer.Option("--strict", help="Refuse (exit 1, nothing written) inputs that draw a warning "
+                                      "(z-scored or min-max scaled, a head around the brain, clipped outliers).")]
+SkullStrip = Annotated[bool, typer.Option("--skull-strip", help="Brain-extract first: deepbet's mask of the T1 "
+                                          "(else T1c) input, applied to every input (for heads that are not "
+                                          "skull-stripped; the model expects brains).")]
+
 
 @with_modality_options(INPUT_HELP)  # --t1, --t1c, --t2, --flair, ...: one per row of the modality table
 def synth_command(
     inputs: dict[str, Path] = None,  # filled by with_modality_options
-    out: Optional[Path] = typer.Option(None, help="Output NIfTI for one target contrast."),
-    target: Optional[str] = typer.Option(None, help="Contrast to write to --out (default: from --out's name, e.g. "
-                                         "flair_synth.nii.gz, sub-01_FLAIR.nii.gz, *_ce-gd_T1w.nii.gz = t1c)."),
-    out_dir: Optional[Path] = typer.Option(None, help="Write every contrast the model has that was not given here, "
-                                           "as DIR/<contrast>_synth.nii.gz (DIR is created if missing)."),
-    model: Optional[Path] = typer.Option(None, help="Model checkpoint (default: the shipped model)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    batch_size: int = typer.Option(0, min=0, help="Slices per forward pass (0: chosen from the slice size)."),
-    threads: int = typer.Option(0, min=0, help="CPU threads (0: torch's default)."),
-    exact: bool = typer.Option(True, help="Crop each batch of slices to the brain grown by the network's receptive "
-                               "field: the whole slices' values to float rounding. --no-exact crops to the brain "
-                               "itself: about 1.5x faster, values near the brain's edge differ slightly."),
-    force: bool = typer.Option(False, help="Overwrite existing outputs."),
-    dataset: Optional[Path] = typer.Option(
-        None, help="Dataset mode: every subject of a BIDS (or plain/BraTS) dataset; --out is then the derivative "
-                   "folder (default ROOT/derivatives/mrimpute)."),
-    dry_run: bool = typer.Option(False, help="With --dataset: show the plan, write nothing."),
-    jobs: int = typer.Option(1, min=1, help="With --dataset: subjects processed in parallel (CPU)."),
-    participant_label: Optional[list[str]] = typer.Option(
-        None, "--participant-label", metavar="LABEL",
-        help="With --dataset: only these subjects, BIDS-Apps style (01 02, or sub-01 sub-02; every session of each)."),
-    more_labels: Optional[list[str]] = typer.Argument(None, hidden=True, metavar="LABEL",
-                                                      help="The further labels of --participant-label 01 02 ..."),
-    axis: Optional[str] = typer.Option(None, help="Apply the model along this slice axis: axial, coronal or sagittal "
-                                       "(default: the axis it was trained on)."),
-    views: Optional[str] = typer.Option(None, help="Synthesise along each of these axes and merge, e.g. "
-                                        "axial,coronal,sagittal."),
-    merge: str = typer.Option("mean", help="With --views: merge voxel-wise by mean or median."),
-    uncertainty: Optional[Path] = typer.Option(None, help="Also write an uncertainty map: the expected absolute "
-                                               "error (models with error heads, train-uncertainty), else the spread "
-                                               "(sd) between the target decoded from each input alone and from all "
-                                               "fused (one target: --out)."),
-    lesion_mask: Optional[Path] = typer.Option(None, help="Lesion mask on the inputs' grid for a lesion-aware model "
-                                               "(train --lesion-channel): lesions are drawn there."),
-    explain: Optional[Path] = typer.Option(None, help="Also write which input wins the max fusion per voxel (label "
-                                           "volume, with a .json label map and a .png beside it)."),
-    native_ref: Optional[str] = typer.Option(None, "--native-ref", help="For inputs written by `mrimpute preprocess`: "
-                                             "write the outputs on this modality's ORIGINAL raw grid and header."),
-    manifest: Optional[Path] = typer.Option(None, help="With --native-ref: the preprocess manifest (default: "
-                                            "manifest.json beside the first input)."),
-    strict: bool = typer.Option(False, "--strict", help="Refuse (exit 1, nothing written) inputs that draw a warning "
-                                "(z-scored or min-max scaled, a head around the brain, clipped outliers)."),
-    skull_strip: bool = typer.Option(False, "--skull-strip", help="Brain-extract first: deepbet's mask of the T1 "
-                                     "(else T1c) input, applied to every input (for heads that are not "
-                                     "skull-stripped; the model expects brains)."),
+    out: Out = None,
+    target: Target = None,
+    out_dir: OutDir = None,
+    model: options.Model = None,
+    device: options.Device = "auto",
+    batch_size: options.SliceBatch = 0,
+    threads: options.Threads = 0,
+    exact: Exact = True,
+    force: options.Force = False,
+    dataset: Dataset = None,
+    dry_run: DryRun = False,
+    jobs: Jobs = 1,
+    participant_label: ParticipantLabel = None,
+    more_labels: MoreLabels = None,
+    axis: Axis = None,
+    views: Views = None,
+    merge: Merge = "mean",
+    uncertainty: Uncertainty = None,
+    lesion_mask: LesionMask = None,
+    explain: Explain = None,
+    native_ref: NativeRef = None,
+    manifest: Manifest = None,
+    strict: Strict = False,
+    skull_strip: SkullStrip = False,
 ) -> None:
     """Synthesise missing contrasts; outputs keep the first input's grid and header (float32, mean-normalised)."""
 
@@ -76,78 +99,27 @@ def synth_command(
                                          out, model, device, batch_size, threads, force, dry_run, jobs, strict,
                                          skull_strip, labels))
         return
+    from ..pipeline.session import SynthesisRequest
 
-    def job() -> None:
+    request = SynthesisRequest(dict(inputs), out, target, out_dir, uncertainty=uncertainty, explain=explain,
+                               axis=axis, views=views, merge=merge, lesion_mask=lesion_mask, native_ref=native_ref,
+                               manifest=manifest, strict=strict, skull_strip=skull_strip, exact=exact,
+                               batch_size=batch_size, force=force)
+    run_guarded(lambda: _subject_job(request, model, device, threads, dry_run or jobs > 1 or bool(labels)))
 
-        from ..errors import InputError
-        from ..pipeline.map_files import plan_maps, write_maps
-        from ..pipeline.model_loading import choose_shipped_model, open_model
-        from ..pipeline.native import plan_native, write_native_outputs
-        from ..pipeline.outputs import check_outputs, plan_outputs, write_outputs
-        from ..pipeline.synthesize import synthesize
-        from ..pipeline.views import parse_views
 
-        if threads:
-            from ..pipeline.device import set_threads
+def _subject_job(request, model: Optional[Path], device: str, threads: int, dataset_only: bool) -> None:
+    """One subject: the pipeline's one call (model, plan, run, write), then the table of what was written."""
+    from ..errors import InputError
+    from ..pipeline.session import synthesize_subject
 
-            set_threads(threads)
-        given = dict(inputs)  # modality -> path, in table order
-        if dry_run or jobs > 1 or labels:
-            raise InputError("--dry-run, --jobs and --participant-label apply only with --dataset ROOT")
-        if not given:
-            raise InputError("give at least one input volume (e.g. --t1 t1.nii.gz)")
-        chosen, note = (model, None) if model else choose_shipped_model(given)  # dwi/adc: models/diffusion.pt
-        opened = open_model(chosen, device)  # read once: planning, synthesis, provenance
-        if note:
-            console.print(note, highlight=False, soft_wrap=True)
-        model_path = opened.path
-        paths = plan_outputs(opened, given, out, target, out_dir)
-        maps = plan_maps(paths, uncertainty, explain)
-        view_axes = parse_views(axis, views, merge)
-        native = plan_native(native_ref, manifest, given, {"--uncertainty": uncertainty, "--explain": explain})
-        from ..errors import MrimputeError
-        from ..io.checksum import sha256_file
-        from ..io.folders import ensure_parent_folders
-        from ..io.sidecar import sidecar_path, write_sidecar
-        from ..pipeline.cohort import refuse_findings
-        from ..pipeline.result_sidecar import result_sidecar
-
-        sidecars = {t: sidecar_path(p) for t, p in paths.items()}  # provenance beside each synthesis
-        _refuse_collisions(paths, maps, sidecars)
-        if skull_strip:
-            from ..preprocess.skullstrip import choose_source
-
-            choose_source(given, next(iter(given.values())))
-        created = _missing_folders(list(paths.values()) + list(maps.values()))
-        ensure_parent_folders(list(paths.values()) + list(maps.values()))  # missing output folders are created
-        try:
-            check_outputs(list(paths.values()) + list(maps.values()) + list(sidecars.values()),
-                          list(given.values()) + ([native.raw.path] if native else []), force)
-            with reporting() as reporter:
-                result = synthesize(given, list(paths), opened, device, batch_size, reporter, views=view_axes,
-                                    merge=merge, uncertainty=uncertainty is not None, explain=explain is not None,
-                                    lesion=lesion_mask, exact=exact, skull_strip=skull_strip,
-                                    check_findings=refuse_findings if strict else None)
-        except MrimputeError:
-            _remove_empty(created)  # a refusal leaves nothing behind, not even the folders made for the outputs
-            raise
-        for path, messages in result.findings.items():
-            for message in messages:
-                warn(f"{path}: {message}")
-        written = (write_native_outputs(result.outputs, result.reference, paths, native, force, result.inputs)
-                   if native else write_outputs(result, paths, force))
-        written_maps = write_maps(result, maps, force)
-        model_sum = sha256_file(model_path)
-        records = [{"modality": m, "path": str(p), "sha256": sha256_file(p)} for m, p in given.items()]
-        for target_name, side in sidecars.items():
-            write_sidecar(side, result_sidecar(target_name, result, records, model_path, model_sum), force)
-        inputs_used = "+".join(result.factors)
-        console.print(make_table("synthesised", [{"contrast": t, "file": str(p), "from": inputs_used}
-                                                 for t, p in zip(paths, written)]
-                                 + [{"contrast": name, "file": str(p), "from": inputs_used}
-                                    for name, p in written_maps.items()]))
-
-    run_guarded(job)
+    if dataset_only:
+        raise InputError("--dry-run, --jobs and --participant-label apply only with --dataset ROOT")
+    with reporting() as reporter:
+        done = synthesize_subject(request, model, device, threads, reporter, warn=warn, say=say)
+    inputs_used = "+".join(done.result.factors)
+    console.print(make_table("synthesised", [{"contrast": name, "file": str(path), "from": inputs_used}
+                                             for name, path in done.files.items()]))
 
 
 def _refuse_argument(word: str) -> None:
@@ -164,36 +136,9 @@ def warn(text: str) -> None:
     error_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
-def _refuse_collisions(paths: dict, maps: dict, sidecars: dict) -> None:
-    """A sidecar may not be another output (e.g. --explain E.nii.gz writes E.json)."""
-    import os
-
-    from ..errors import InputError
-
-    taken = {os.path.realpath(p): name for name, p in [*paths.items(), *maps.items()]}
-    for target_name, side in sidecars.items():
-        if os.path.realpath(side) in taken:
-            raise InputError(f"{side}: would be written twice (as the sidecar of {target_name} and as "
-                             f"{taken[os.path.realpath(side)]}); choose other names")
-
-
-def _missing_folders(paths: list[Path]) -> list[Path]:
-    """Folders (and parents) of the outputs that do not exist yet, deepest first."""
-    missing: set[Path] = set()
-    for path in paths:
-        for folder in Path(path).absolute().parents:
-            if folder.exists():
-                break
-            missing.add(folder)
-    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
+def say(text: str) -> None:
+    """One line of information on stdout (e.g. which shipped model was chosen), never folded."""
+    console.print(text, highlight=False, soft_wrap=True)
 
 
 def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], model: Optional[Path], device: str,

@@ -28,11 +28,11 @@ import torch
 from ..errors import InputError
 from ..io.atomic import check_writable, write_atomically
 from ..phantom import write_subject
-from .bench_cases import INPUTS, REQUESTS, build_model, model_config, normalised_inputs, run_case, timed
+from .bench_cases import INPUTS, REQUESTS, build_session, model_config, normalised_inputs, run_case, timed
 from .demo import SAMPLE_DIR
 from .device import autocast, choose_precision, resolve_device, set_threads
 from .reporting import Reporter
-from .synthesize import synthesize_subsets
+from .synthesize import Product
 
 # reference: the plain eager loop; fast: what synth/train run (synthesis: each batch of slices on its brain box
 # grown by the receptive radius, exact); tight: synth --no-exact, each batch on its brain box itself; full-c1: the
@@ -125,13 +125,13 @@ def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
             raise InputError("--profile profiles a synthesis case: leave out --only training")
         case = cases[0]
         inputs, mask = normalised_inputs(case)
-    model = build_model(case["model"], device)
-    requests = [(INPUTS, t) for t in REQUESTS[case["request"]]]
+    session = build_session(case["model"], device)
+    products = [Product("synthesis", INPUTS, t) for t in REQUESTS[case["request"]]]
     precision = choose_precision(device, case["amp"])
 
     def run() -> None:
         with autocast(device, precision):
-            synthesize_subsets(model, inputs, mask, requests, device, case["synth_batch"])
+            session.products(inputs, mask, products, case["synth_batch"])
 
     run()  # warm-up
     seconds = timed(run, 1, device)[0][0]
@@ -141,7 +141,7 @@ def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     ops = [{"operator": e.key, "self CPU %": f"{100 * e.self_cpu_time_total / total:.1f}", "calls": e.count}
            for e in events[:top]]
-    label = f"{_label(case, {'shape': list(mask.shape)})}, {_model_label(case['model'], model.config.width)}"
+    label = f"{_label(case, {'shape': list(mask.shape)})}, {_model_label(case['model'], session.config.width)}"
     return {"case": label, "seconds": seconds, "threads": torch.get_num_threads(), "ops": ops}
 
 

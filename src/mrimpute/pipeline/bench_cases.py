@@ -21,9 +21,10 @@ from ..io.nifti import load_volume
 from ..model.losses import SynthesisLoss, synthesis_loss
 from ..model.network import SynthesisNet, use_reference_layers
 from .device import autocast, choose_precision, grad_scaler, resolve_device, set_threads
-from .model_loading import default_model_path, load_model
+from .model_loading import OpenModel, default_model_path
 from .prepared_inputs import normalise_inputs
-from .synthesize import synthesize_subsets
+from .session import SynthesisSession
+from .synthesize import Product
 from .train_settings import TrainSettings
 from .train_steps import Stepper, train_step
 
@@ -38,12 +39,14 @@ def model_config(spec: dict) -> ModelConfig:
     return ModelConfig(inputs=MODALITIES, outputs=MODALITIES, width=spec["width"])
 
 
-def build_model(spec: dict, device: torch.device) -> SynthesisNet:
-    """The shipped model as `synth` loads it, or a seeded random one (timing does not depend on the weights)."""
+def build_session(spec: dict, device: torch.device) -> SynthesisSession:
+    """A synthesis session on the shipped model as `synth` opens it, or on a seeded random one (timing does not
+    depend on the weights)."""
     if spec["name"] == "shipped":
-        return load_model(spec["path"], device)[0]
+        return SynthesisSession.open(spec["path"], device)
     torch.manual_seed(0)
-    return SynthesisNet(model_config(spec)).to(device).to(memory_format=torch.channels_last).eval()
+    network = SynthesisNet(model_config(spec)).to(device).to(memory_format=torch.channels_last).eval()
+    return SynthesisSession(OpenModel(Path(f"random-{spec['name']}"), network, {}, device))
 
 
 def _subject(folder: str):
@@ -98,7 +101,8 @@ def _synthesis_case(case: dict, device: torch.device) -> dict:
     count = mask.shape[axis]
     wanted = case["reference_slices"] or count
     slices = sorted({int(k) for k in np.linspace(0, count - 1, min(wanted, count)).round()})
-    model = build_model(case["model"], device)
+    session = build_session(case["model"], device)
+    model = session.network
     result = {"shape": list(mask.shape), "slices": count}
     if case["path"] == "reference":
         model = use_reference_layers(model.to(memory_format=torch.contiguous_format))
@@ -110,12 +114,11 @@ def _synthesis_case(case: dict, device: torch.device) -> dict:
                 "cpu_seconds": [c * scale for c in cpus], "peak_rss_mb": _peak_rss_mb()}
     use_reference_layers(model, case["path"] == "plain-layers")
     precision = choose_precision(device, case["amp"])
-    requests = [(INPUTS, t) for t in targets]
+    products = [Product("synthesis", INPUTS, t) for t in targets]
 
-    def run() -> dict:
+    def run() -> dict:  # what synth runs: the session's products from the normalised inputs
         with autocast(device, precision):
-            return synthesize_subsets(model, inputs, mask, requests, device, case["synth_batch"],
-                                      exact=case["path"] != "tight")
+            return session.products(inputs, mask, products, case["synth_batch"], exact=case["path"] != "tight")
 
     outputs = run()  # warm-up
     walls, cpus = timed(run, case["repeats"], device)
@@ -123,8 +126,9 @@ def _synthesis_case(case: dict, device: torch.device) -> dict:
     reference = reference_synthesis(use_reference_layers(model.to(memory_format=torch.contiguous_format)), inputs,
                                     mask, INPUTS, targets, axis, slices, device)  # untimed, for the difference
     inside = np.take(mask, slices, axis=axis)
-    difference = max(float(np.abs(np.moveaxis(np.take(outputs[(INPUTS, t)], slices, axis=axis), axis, 0)
-                                  - reference[t])[np.moveaxis(inside, axis, 0)].max(initial=0.0)) for t in targets)
+    fast = {p.target: np.moveaxis(np.take(outputs[p], slices, axis=axis), axis, 0) for p in products}
+    difference = max(float(np.abs(fast[t] - reference[t])[np.moveaxis(inside, axis, 0)].max(initial=0.0))
+                     for t in targets)
     return {**result, "seconds": walls, "cpu_seconds": cpus, "peak_rss_mb": peak, "max_abs_diff": difference,
             "precision": precision.name}
 
@@ -133,8 +137,9 @@ def _training_case(case: dict, device: torch.device) -> dict:
     config = model_config(case["model"])
     loaded = load_subject(_subject(case["subject"]), MODALITIES)
     sampler = SliceSampler([loaded], MODALITIES, SLICE_AXES["axial"], case["crop"], targets=True)
-    settings = TrainSettings(data=Path(case["subject"]), inputs=MODALITIES, outputs=MODALITIES, out=Path("unused.pt"),
-                             batch_size=case["batch_size"], crop=case["crop"], width=config.width, amp=case["amp"],
+    settings = TrainSettings(data=Path(case["subject"]), out=Path("unused.pt"),
+                             model=ModelConfig(inputs=MODALITIES, outputs=MODALITIES, width=config.width),
+                             batch_size=case["batch_size"], crop=case["crop"], amp=case["amp"],
                              sample_c1_outputs=case["path"] != "full-c1")
     torch.manual_seed(0)
     model = SynthesisNet(config).to(device)

@@ -14,9 +14,8 @@ from ..io.atomic import write_atomically
 from ..io.nifti import load_volume
 from ..metrics import in_brain_metrics
 from ..preview import save_qc
-from .outputs import check_outputs, write_outputs
 from .reporting import Reporter
-from .synthesize import synthesize
+from .session import SynthesisRequest, SynthesisSession
 
 SAMPLE_DIR = Path(str(files("mrimpute").joinpath("sample", "ms07")))
 DEMO_INPUTS = ("t1", "t2")
@@ -30,11 +29,13 @@ def run_demo(out_dir: Path, model_path: Path | None = None, device: str = "auto"
     out_dir.mkdir(parents=True, exist_ok=True)
     nifti, png, report = out_dir / f"{DEMO_TARGET}_synth.nii.gz", out_dir / "preview.png", out_dir / "metrics.json"
     inputs = {m: SAMPLE_DIR / f"{m}.nii.gz" for m in DEMO_INPUTS}
-    check_outputs([nifti, png, report], list(inputs.values()), force)
+    session = SynthesisSession.open(model_path, device)
+    plan = session.plan(SynthesisRequest(inputs, nifti, DEMO_TARGET, force=force, sidecars=False,
+                                         also_written=(png, report)))
     started = time.monotonic()
-    result = synthesize(inputs, [DEMO_TARGET], model_path, device, reporter=reporter)
+    result = session.run(plan, reporter)
     seconds = time.monotonic() - started
-    write_outputs(result, {DEMO_TARGET: nifti}, force)
+    session.write(result, plan)
     truth = load_volume(SAMPLE_DIR / f"{DEMO_TARGET}.nii.gz").data
     brain = foreground_mask(truth)
     scores = in_brain_metrics(result.outputs[DEMO_TARGET], truth, brain)

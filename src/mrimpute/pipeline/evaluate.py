@@ -13,7 +13,6 @@ import numpy as np
 from ..config import SLICE_AXES
 from ..data.intensity import foreground_mask
 from ..data.lesions import load_lesion_mask
-from ..data.normaliser import normaliser_for
 from ..data.subjects import discover_subjects
 from ..errors import InputError
 from ..io.atomic import write_atomically
@@ -21,11 +20,9 @@ from ..io.nifti import Volume, check_same_grid, load_volume
 from ..metrics import PROTOCOLS, compare, format_value, metric_names, shown_metrics, striping, uncertainty_correlation
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
-from .device import resolve_device
-from .model_loading import load_model
-from .prepared_inputs import normalise_inputs
 from .reporting import Reporter
-from .synthesize import Product, synthesize_products
+from .session import SynthesisSession
+from .synthesize import Product
 from .views import merge_views, merged_label
 
 ROW_KEYS = ("subject", "target", "subset", "n_inputs", "protocol")
@@ -91,84 +88,94 @@ def parse_subsets(spec: str, available: list[str]) -> list[tuple[str, ...]]:
 
 
 def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[dict]:
-    """One row per subject x target x subset x protocol."""
+    """One row per subject x target x subset x protocol, from a synthesis session on the model (read once)."""
     reporter = reporter or Reporter()
-    device = resolve_device(settings.device)
-    model, payload = load_model(settings.model, device)
-    config = model.config
-    normaliser = normaliser_for(payload["metadata"])
+    session = SynthesisSession.open(settings.model, settings.device)
     if settings.held_out:
-        check_held_out(settings.subjects or [], payload["metadata"], settings.held_out, settings.model or "the model")
+        check_held_out(settings.subjects or [], session.model.metadata, settings.held_out,
+                       settings.model or "the model")
     subjects = discover_subjects(settings.data)
     if settings.subjects:
         unknown = set(settings.subjects) - {s.name for s in subjects}
         if unknown:
             raise InputError(f"{settings.data}: no subject named {', '.join(sorted(unknown))}")
         subjects = [s for s in subjects if s.name in settings.subjects]
-    predict = _model_predictor(model, device, reporter, settings)
-    if settings.baseline == "replica":
-        from .baseline import ReplicaPredictor
-
-        if settings.views or settings.uncertainty:
-            raise InputError("--views, --axis and --uncertainty apply to the model, not to --baseline")
-        training = payload["metadata"].get("training_subjects", [])
-        modalities = list(dict.fromkeys(config.inputs + config.outputs))
-        predict = _synthesis_only(ReplicaPredictor(settings.baseline_data or settings.data, training, modalities,
-                                                   reporter=reporter, normaliser=normaliser))
-    elif settings.baseline:
-        raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
-    rows: list[dict] = []
-    for subject in subjects:
-        present = [m for m in dict.fromkeys(config.inputs + config.outputs) if m in subject.files]
-        volumes = {m: load_volume(subject.files[m]) for m in present}
-        check_same_grid(list(volumes.values()))
-        for target in [t for t in (settings.targets or config.outputs) if t in volumes]:
-            available = [m for m in config.inputs if m in volumes and m != target]
-            subsets = parse_subsets(settings.subsets, available)
-            if not subsets:
-                continue
-            prepared = normalise_inputs({m: volumes[m].data for m in available}, normaliser)
-            inputs, mask = prepared.volumes, prepared.mask
-            reporter.message(f"{subject.name}: {target} from {len(subsets)} input subset(s)")
-            lesion = _lesion_mask(subject, volumes[target])
-            drawn = lesion if config.lesion_channel and settings.lesion_input else None
-            results = predict(inputs, mask, subsets, target, drawn)
-            truth = volumes[target].data
-            brain = foreground_mask(truth)
-            striping_axis = settings.striping_axis or config.slice_axis
-            truth_striping = striping(truth, brain, SLICE_AXES[striping_axis]) if settings.views else None
-            for (view, subset), maps in results.items():
-                extra = _extra_scores(maps, truth, brain, view if settings.views else None, striping_axis,
-                                      truth_striping)
-                for protocol, scores in score_all(maps["synthesis"], truth, brain, lesion).items():
-                    rows.append({"subject": subject.name, "target": target, "subset": "+".join(subset),
-                                 "n_inputs": len(subset), "protocol": protocol, **scores, **extra})
-            if settings.qc_dir is not None:
-                settings.qc_dir.mkdir(parents=True, exist_ok=True)
-                last_view = list(results)[-1][0]  # the merged view when there are several
-                shown = max(subsets, key=len)  # the largest requested subset: only its inputs are shown
-                save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in shown}, truth,
-                        results[(last_view, shown)]["synthesis"], brain, target, force=True, subset=shown,
-                        lesion=lesion, subject=subject.name)  # lesions outlined on the true and synthetic target
+    predict = _predictor(session, settings, reporter)
+    rows = [row for subject in subjects for row in _subject_rows(subject, session, settings, predict, reporter)]
     if not rows:
         raise InputError(f"{settings.data}: nothing to evaluate (no subject has a target and another input)")
+    return rows
+
+
+def _predictor(session: SynthesisSession, settings: EvalSettings, reporter: Reporter):
+    """The model's predictor, or the REPLICA-style forest's (--baseline replica) trained on the subjects the model
+    trained on."""
+    if not settings.baseline:
+        return _model_predictor(session, reporter, settings)
+    if settings.baseline != "replica":
+        raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
+    from .baseline import ReplicaPredictor
+
+    if settings.views or settings.uncertainty:
+        raise InputError("--views, --axis and --uncertainty apply to the model, not to --baseline")
+    config = session.config
+    training = session.model.metadata.get("training_subjects", [])
+    modalities = list(dict.fromkeys(config.inputs + config.outputs))
+    return _synthesis_only(ReplicaPredictor(settings.baseline_data or settings.data, training, modalities,
+                                            reporter=reporter, normaliser=session.normaliser))
+
+
+def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, predict, reporter: Reporter
+                  ) -> list[dict]:
+    """The rows of one subject: each target it has from each input subset, scored (and its QC picture)."""
+    config, rows = session.config, []
+    present = [m for m in dict.fromkeys(config.inputs + config.outputs) if m in subject.files]
+    volumes = {m: load_volume(subject.files[m]) for m in present}
+    check_same_grid(list(volumes.values()))
+    for target in [t for t in (settings.targets or config.outputs) if t in volumes]:
+        available = [m for m in config.inputs if m in volumes and m != target]
+        subsets = parse_subsets(settings.subsets, available)
+        if not subsets:
+            continue
+        prepared = session.normalise({m: volumes[m].data for m in available})
+        inputs, mask = prepared.volumes, prepared.mask
+        reporter.message(f"{subject.name}: {target} from {len(subsets)} input subset(s)")
+        lesion = _lesion_mask(subject, volumes[target])
+        drawn = lesion if config.lesion_channel and settings.lesion_input else None
+        results = predict(inputs, mask, subsets, target, drawn)
+        truth = volumes[target].data
+        brain = foreground_mask(truth)
+        striping_axis = settings.striping_axis or config.slice_axis
+        truth_striping = striping(truth, brain, SLICE_AXES[striping_axis]) if settings.views else None
+        for (view, subset), maps in results.items():
+            extra = _extra_scores(maps, truth, brain, view if settings.views else None, striping_axis, truth_striping)
+            for protocol, scores in score_all(maps["synthesis"], truth, brain, lesion).items():
+                rows.append({"subject": subject.name, "target": target, "subset": "+".join(subset),
+                             "n_inputs": len(subset), "protocol": protocol, **scores, **extra})
+        if settings.qc_dir is not None:
+            settings.qc_dir.mkdir(parents=True, exist_ok=True)
+            last_view = list(results)[-1][0]  # the merged view when there are several
+            shown = max(subsets, key=len)  # the largest requested subset: only its inputs are shown
+            save_qc(settings.qc_dir / f"{subject.name}_{target}.png", {m: inputs[m] for m in shown}, truth,
+                    results[(last_view, shown)]["synthesis"], brain, target, force=True, subset=shown,
+                    lesion=lesion, subject=subject.name)  # lesions outlined on the true and synthetic target
     return rows
 
 
 Prediction = dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]]  # (view, subset) -> {"synthesis": ..., ...}
 
 
-def _model_predictor(model, device, reporter: Reporter, settings: EvalSettings):
+def _model_predictor(session: SynthesisSession, reporter: Reporter, settings: EvalSettings):
     """Synthesis of one target from several input subsets (and its uncertainty with settings.uncertainty), each
     input encoded once per batch of slices; along each of settings.views, plus their merge when there are several."""
-    views = settings.views or [model.config.slice_axis]
+    views = settings.views or [session.config.slice_axis]
     kinds = ["synthesis"] + (["uncertainty"] if settings.uncertainty else [])
 
     def predict(inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
                 target: str, lesion: np.ndarray | None = None) -> Prediction:
         products = [Product(kind, subset, target) for subset in subsets for kind in kinds]
-        per_view = {view: synthesize_products(model, inputs, mask, products, device, reporter=reporter, axis=view,
-                                              lesion=lesion) for view in views}
+        per_view = {view: session.products(inputs, mask, products, reporter=reporter, axis=view, lesion=lesion)
+                    for view in views}
         if len(views) > 1:
             per_view[merged_label(views, settings.merge)] = merge_views(list(per_view.values()), settings.merge)
         return {(view if settings.views else "", subset): {k: results[Product(k, subset, target)] for k in kinds}

@@ -32,7 +32,7 @@ def _check_paths(parent: Path, settings: TrainSettings, force: bool) -> None:
     check_writable(Path(settings.out), force or settings.resume)
 
 
-def _warm_start(parent: Path, payload: dict, config: ModelConfig, part: str, name: str) -> WarmStart:
+def _warm_start(parent: Path, payload: dict, part: str, name: str) -> WarmStart:
     """Parent weights loaded into the enlarged network, everything frozen except `part.name` (e.g. decoders.t1c)."""
     trained = f"{part}.{name}." if name else f"{part}."
     parent_sha = sha256_file(parent)
@@ -54,8 +54,7 @@ def _warm_start(parent: Path, payload: dict, config: ModelConfig, part: str, nam
         f"Trained with every other part frozen (Chartsias et al. 2018, VI-E) from the parent `{Path(parent).name}` "
         f"(sha256 `{parent_sha}`), which was trained on {', '.join(extension['parent_training_subjects']) or '?'}.",
         "", f"- trained: `{part}.{name}`", f"- frozen (bit for bit the parent's): {', '.join(frozen)}"])
-    return WarmStart(config=config, prepare=prepare, metadata={"extension": extension, "card_sections": [section]},
-                     requires=(name,))
+    return WarmStart(prepare=prepare, metadata={"extension": extension, "card_sections": [section]}, requires=(name,))
 
 
 def _parent(parent: Path) -> tuple[dict, ModelConfig]:
@@ -95,14 +94,13 @@ def _record_held_out(start: WarmStart, held: list[str]) -> WarmStart:
     return start
 
 
-def _settings(settings: TrainSettings, config: ModelConfig, terms: LossTerms, payload: dict,
-              force: bool = False) -> TrainSettings:
-    """The training settings with the enlarged network's modalities, width, latent, fusion, slice axis and the
+def _settings(settings: TrainSettings, enlarged: ModelConfig, terms: LossTerms, payload: dict,
+              force: bool = False, **changes: object) -> TrainSettings:
+    """The training settings for the enlarged network (every output trained unless `train_outputs` says), with the
     parent's normaliser."""
-    return replace(settings, inputs=list(config.inputs), outputs=list(config.outputs), width=config.width,
-                   latent=config.latent, fusion=config.fusion, slice_axis=config.slice_axis, terms=terms,
-                   input_dropout=False, normaliser=normaliser_for(payload["metadata"]).name,
-                   force=force or settings.force)
+    fixed = {"model": enlarged, "terms": terms, "input_dropout": False, "force": force or settings.force,
+             "normaliser": normaliser_for(payload["metadata"]).name}
+    return replace(settings, **{**fixed, **changes})
 
 
 def add_decoder(parent: Path, output: str, settings: TrainSettings, force: bool = False,
@@ -118,9 +116,8 @@ def add_decoder(parent: Path, output: str, settings: TrainSettings, force: bool 
     _check_paths(parent, settings, force)
     settings, held = hold_out_like_parent(parent, payload, settings, reporter)
     enlarged = replace(config, outputs=[*config.outputs, output])
-    start = _record_held_out(_warm_start(parent, payload, enlarged, "decoders", output), held)
-    decoder_settings = replace(_settings(settings, enlarged, DECODER_TERMS, payload, force), outputs=[output])
-    return train(decoder_settings, reporter, start)
+    start = _record_held_out(_warm_start(parent, payload, "decoders", output), held)
+    return train(_settings(settings, enlarged, DECODER_TERMS, payload, force, train_outputs=[output]), reporter, start)
 
 
 def add_encoder(parent: Path, modality: str, settings: TrainSettings, force: bool = False,
@@ -138,7 +135,7 @@ def add_encoder(parent: Path, modality: str, settings: TrainSettings, force: boo
     _check_paths(parent, settings, force)
     settings, held = hold_out_like_parent(parent, payload, settings, reporter)
     enlarged = replace(config, inputs=[*config.inputs, modality])
-    start = _record_held_out(_warm_start(parent, payload, enlarged, "encoders", modality), held)
+    start = _record_held_out(_warm_start(parent, payload, "encoders", modality), held)
     return train(_settings(settings, enlarged, ENCODER_TERMS, payload, force), reporter, start)
 
 
@@ -177,9 +174,8 @@ def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = Fals
         f"Started from `{parent.name}` (sha256 `{parent_sha}`) with a lesion-mask channel added to every encoder "
         "(first-layer weights for it zero, so the start is exactly the parent), then trained with every part free "
         f"on the subjects' lesion masks (source: {settings.lesion_source}; a subject without a mask has none)."])
-    start = WarmStart(config=enlarged, prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
-    return train(replace(_settings(settings, enlarged, settings.terms, payload, force), lesion_channel=True),
-                 reporter, start)
+    start = WarmStart(prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
+    return train(_settings(settings, enlarged, settings.terms, payload, force), reporter, start)
 
 
 def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,
@@ -194,11 +190,11 @@ def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,
     _check_paths(parent, settings, force)
     settings, held = hold_out_like_parent(parent, payload, settings, reporter)
     enlarged = replace(config, error_heads=list(config.outputs))
-    start = _warm_start(parent, payload, enlarged, "error_heads", "")
+    start = _warm_start(parent, payload, "error_heads", "")
     start = replace(start, loss=ErrorHeadLoss, requires=())
     start.metadata["card_sections"] = [
         "## Learnt uncertainty\n\nEach output has an error head: a decoder of the fused latent trained, with every "
         "other part frozen bit for bit, to predict the absolute error of that output synthesised from a random "
         "subset of the other inputs. `synth --uncertainty` maps it."]
-    return train(replace(_settings(settings, enlarged, settings.terms, payload, force), input_dropout=True),
+    return train(_settings(settings, enlarged, settings.terms, payload, force, input_dropout=True),
                  reporter, _record_held_out(start, held))

@@ -14,7 +14,6 @@ from ..io.atomic import write_atomically
 from ..io.nifti import save_like
 from ..io.sidecar import map_descrip
 from ..preview import save_label_montage, save_montage
-from .outputs import check_outputs
 from .synthesize import SynthesisResult
 
 
@@ -49,8 +48,8 @@ def plan_maps(outputs: dict[str, Path], uncertainty: Path | None = None,
 
 def write_maps(result: SynthesisResult, maps: dict[str, Path], force: bool = False) -> dict[str, Path]:
     """Write the maps planned by plan_maps: the uncertainty on the reference grid (float32), the explanation as a
-    uint8 label volume with its JSON sidecar and a PNG montage over the reference input."""
-    check_outputs(list(maps.values()), result.input_paths, force)
+    uint8 label volume with its JSON sidecar and a PNG montage over the reference input (the paths were checked
+    with the outputs before the synthesis)."""
     written = {}
     if "uncertainty" in maps:
         (target,) = result.uncertainty

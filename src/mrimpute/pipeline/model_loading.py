@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ..config import ModelConfig
 from ..data.normaliser import Normaliser, normaliser_for
 from ..errors import CheckpointError
 from ..io.checkpoint import load_checkpoint
+from ..io.checksum import sha256_file
 from ..model.network import SynthesisNet
 from .device import resolve_device
 
@@ -82,6 +84,11 @@ class OpenModel:
     def normaliser(self) -> Normaliser:
         return normaliser_for(self.metadata)
 
+    @cached_property
+    def sha256(self) -> str:
+        """The checkpoint file's sha256 (provenance, up-to-date checks), computed once."""
+        return sha256_file(self.path)
+
 
 def open_model(model: str | Path | OpenModel | None, device: str | torch.device = "cpu") -> OpenModel:
     """The model at a path (default: the shipped one) read once; an OpenModel is returned as it is."""
@@ -105,28 +112,79 @@ def _model_inputs(path: Path) -> list[str] | None:
         return None
 
 
-def choose_shipped_model(given_inputs) -> tuple[Path, str | None]:
+def _pick(given: list[str], candidates: list[tuple[Path, list[str] | None]], partial: bool
+          ) -> tuple[Path, str | None]:
+    """The first candidate (the default) when it encodes every given input; else the first alternative that
+    encodes them all, or with `partial` the one that encodes the most of them (more than the default); else the
+    default. The note says why an alternative was chosen."""
+    (default, default_inputs), alternatives = candidates[0], candidates[1:]
+    if default_inputs is None:
+        return default, None  # unreadable: opening it says why
+    covered = sum(name in default_inputs for name in given)
+    best: tuple[int, Path, list[str]] | None = None
+    for path, inputs in alternatives:
+        if inputs is None:
+            continue
+        count = sum(name in inputs for name in given)
+        if count == len(given) or (partial and count > max(covered, best[0] if best else 0)):
+            best = (count, path, inputs)
+            if count == len(given):
+                break
+    if covered == len(given) or best is None or (not partial and best[0] < len(given)):
+        return default, None
+    added = [name for name in given if name not in default_inputs and name in best[2]]
+    return best[1], (f"model: {best[1].name} (shipped; chosen because the default model has no encoder for "
+                     f"{', '.join(added)})")
+
+
+def choose_shipped_model(given_inputs, partial: bool = False) -> tuple[Path, str | None]:
     """The model synth uses when no --model is given, and a one-line note when it is not the default.
 
     $MRIMPUTE_MODEL overrides everything; else the shipped default model when it has an encoder for every given
     input; else the first shipped alternative (models/diffusion.pt: the default plus dwi and adc encoders) that
-    has encoders for all of them; else the default (which then refuses the input it lacks, naming it)."""
+    has encoders for all of them (with `partial`, as dataset mode chooses: the alternative with encoders for the
+    most of them, more than the default has); else the default (which then refuses the input it lacks, naming
+    it)."""
     if os.environ.get(MODEL_ENV):
         return Path(os.environ[MODEL_ENV]), None
-    default = shipped_model("default.pt")
-    given = list(given_inputs)
-    default_inputs = _model_inputs(default)
-    if default_inputs is None:
-        return default, None  # unreadable: open_model says why
-    missing = [name for name in given if name not in default_inputs]
-    if not missing:
-        return default, None
-    for name in SHIPPED_ALTERNATIVES:
-        candidate = shipped_model(name)
-        if not candidate.is_file():
-            continue
-        inputs = _model_inputs(candidate)
-        if inputs is not None and all(name in inputs for name in given):
-            return candidate, (f"model: {name} (shipped; chosen because the default model has no encoder for "
-                               f"{', '.join(missing)})")
-    return default, None
+    candidates = [shipped_model("default.pt"), *(shipped_model(name) for name in SHIPPED_ALTERNATIVES)]
+    return _pick(list(given_inputs), [(path, _model_inputs(path) if path.is_file() or i == 0 else None)
+                                      for i, path in enumerate(candidates)], partial)
+
+
+class ModelShelf:
+    """The models of one command, each checkpoint read once on first use: the one given (--model), else the
+    shipped ones, chosen by each subject's inputs (choose_shipped_model's rule)."""
+
+    def __init__(self, model: str | Path | None = None, device: str | torch.device = "auto") -> None:
+        self.given = Path(model) if model else (Path(os.environ[MODEL_ENV]) if os.environ.get(MODEL_ENV) else None)
+        self.device = device
+        self.opened: dict[str, OpenModel] = {}
+
+    def open(self, path: str | Path) -> OpenModel:
+        """The model at `path`, read on the first call only."""
+        key = os.path.realpath(path)
+        if key not in self.opened:
+            self.opened[key] = open_model(Path(path), self.device)
+        return self.opened[key]
+
+    def _inputs(self, path: Path, required: bool) -> list[str] | None:
+        if not required and not path.is_file():
+            return None
+        try:
+            return list(self.open(path).config.inputs)
+        except CheckpointError:
+            if required:
+                raise
+            return None  # an unreadable alternative is passed over
+
+    def choose(self, given_inputs, partial: bool = False) -> tuple[OpenModel, str | None]:
+        """The model for these inputs (the given one, else a shipped one) and a note when it is not the default."""
+        if self.given is not None:
+            return self.open(self.given), None
+        default = shipped_model("default.pt")
+        candidates = [(default, self._inputs(default, required=True))]
+        candidates += [(shipped_model(name), self._inputs(shipped_model(name), required=False))
+                       for name in SHIPPED_ALTERNATIVES]
+        path, note = _pick(list(given_inputs), candidates, partial)
+        return self.open(path), note

@@ -105,8 +105,8 @@ def resample_to_native(data_ras: np.ndarray, grid: Volume, target: NativeTarget)
 
 def write_native(data_ras: np.ndarray, grid: Volume, target: NativeTarget, out_path: str | Path,
                  force: bool = False, descrip: str | None = None) -> Path:
-    """Write a RAS+ array on `grid` onto the raw scan's grid, with the raw scan's header (float32 voxels)."""
-    refuse_overwrite([Path(out_path)], [target.raw.path], force)
+    """Write a RAS+ array on `grid` onto the raw scan's grid, with the raw scan's header (float32 voxels); the
+    caller has refused overwriting the raw scan (to_native, or synth's plan with the raw scan among its inputs)."""
     return save_like(resample_to_native(data_ras, grid, target), target.raw, out_path, force=force, descrip=descrip)
 
 
@@ -143,10 +143,10 @@ def plan_native(native_ref: str | None, manifest: Path | None, inputs: dict[str,
 def write_native_outputs(outputs: dict[str, np.ndarray], grid: Volume, paths: dict[str, Path], target: NativeTarget,
                          force: bool = False, inputs: list[str] | None = None) -> list[Path]:
     """Write each synthesised target (RAS+ on `grid`) onto the raw scan's grid, atomically (descrip: 'mrimpute
-    synthetic <target> from <inputs>' when the inputs are given)."""
+    synthetic <target> from <inputs>' when the inputs are given); the plan checked the paths, the raw scan among
+    the files never overwritten."""
     from ..io.sidecar import synthetic_descrip
 
-    refuse_overwrite(list(paths.values()), [target.raw.path], force)
     return [write_native(outputs[name], grid, target, path, force,
                          synthetic_descrip(name, inputs) if inputs is not None else None)
             for name, path in paths.items()]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError, OutputError
 from ..io.atomic import check_output_extension, check_writable, refuse_overwrite
+from ..io.folders import ensure_parent_folders
 from ..io.nifti import require_finite, save_like
 from ..io.sidecar import synthetic_descrip
 from ..modalities import canonical_modality, is_synthetic_name, modality_from_filename
@@ -76,11 +77,41 @@ def plan_outputs(model: OpenModel, given: dict[str, Path], out: Path | None, tar
     return {m: out_dir / f"{m}_synth.nii.gz" for m in missing}
 
 
-def write_outputs(result: SynthesisResult, paths: dict[str, Path], force: bool = False) -> list[Path]:
-    """Write each synthesised target on the reference input's grid, atomically; its header says what it is
-    (descrip 'mrimpute synthetic <target> from <inputs>', cal_min/cal_max its own range)."""
+def refuse_collisions(paths: dict[str, Path], maps: dict[str, Path], sidecars: dict[str, Path]) -> None:
+    """A sidecar may not be another output (e.g. --explain E.nii.gz writes E.json)."""
+    taken = {os.path.realpath(p): name for name, p in [*paths.items(), *maps.items()]}
+    for target_name, side in sidecars.items():
+        if os.path.realpath(side) in taken:
+            raise InputError(f"{side}: would be written twice (as the sidecar of {target_name} and as "
+                             f"{taken[os.path.realpath(side)]}); choose other names")
 
-    check_outputs(list(paths.values()), result.input_paths, force)
+
+def create_folders(paths: list[Path]) -> list[Path]:
+    """Create the missing folders of the outputs (io.folders); returns those created, deepest first, for
+    remove_empty to take back when the run is refused."""
+    missing: set[Path] = set()
+    for path in paths:
+        for folder in Path(path).absolute().parents:
+            if folder.exists():
+                break
+            missing.add(folder)
+    ensure_parent_folders(paths)
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove these folders where they are (still) empty: a refusal leaves nothing behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def write_outputs(result: SynthesisResult, paths: dict[str, Path], force: bool = False) -> list[Path]:
+    """Write each synthesised target on the reference input's grid, atomically (the paths were checked with
+    check_outputs before the synthesis; an atomic write still never replaces a file without force); its header
+    says what it is (descrip 'mrimpute synthetic <target> from <inputs>', cal_min/cal_max its own range)."""
     for target, path in paths.items():
         require_finite(result.outputs[target], path)
     return [save_like(result.outputs[t], result.reference, p, force=force,

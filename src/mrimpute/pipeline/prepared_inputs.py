@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.normaliser import HANDLED, Normaliser, Scaling, as_input, findings
+from ..errors import InputError
 
 
 @dataclass
@@ -46,3 +47,12 @@ def _findings(volume: np.ndarray, legacy: Normaliser, voxel_ml: float) -> list[s
     caveat = (f"; this model predates the robust normaliser ({legacy.name}: negatives clipped to 0): "
               "expect a poor result")
     return [n.replace(HANDLED, caveat) for n in notes]
+
+
+def refuse_findings(findings: dict[str, list[str]]) -> None:
+    """`synth --strict`: the first warning about an input, as a one-line error (nothing is written)."""
+    notes = [(path, message) for path, messages in findings.items() for message in messages]
+    if notes:
+        path, message = notes[0]
+        more = f" (and {len(notes) - 1} more warning(s))" if len(notes) > 1 else ""
+        raise InputError(f"{path}: {message}{more}; --strict refuses inputs with warnings")

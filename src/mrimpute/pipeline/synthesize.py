@@ -1,5 +1,6 @@
-"""Synthesis of missing contrasts for one subject: normalise, crop, run slice by slice (along any axis, merging
-several), restore the grid; the uncertainty and fusion maps come from the same latents."""
+"""The synthesis engine for one subject: normalise, crop, run slice by slice (along any axis, merging several),
+restore the grid; the uncertainty and fusion maps come from the same latents. pipeline.session plans a request,
+runs it here (run_synthesis) and writes the result; synthesize_products is the array-level entry point."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ class SynthesisResult:
     findings: dict[str, list[str]] = field(default_factory=dict)  # per input: what a user should be warned of
     normaliser: str = ""
     brain_extraction: str = ""  # the method, when the inputs were skull-stripped (synth --skull-strip)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a user should be warned of about the inputs, one `<file>: <message>` line each."""
+        return [f"{path}: {message}" for path, messages in self.findings.items() for message in messages]
 
 
 class Product(NamedTuple):
@@ -171,10 +177,20 @@ def synthesize_subsets(model: SynthesisNet, inputs: dict[str, np.ndarray], mask:
                        requests: list[tuple[tuple[str, ...], str]], device: torch.device, batch_size: int = 0,
                        reporter: Reporter | None = None, axis: str | None = None, exact: bool = True
                        ) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
-    """Synthesise each (input subset, target) request; each input encoded once per batch of slices."""
+    """Synthesise each (input subset, target) request; each input encoded once per batch of slices (a shorthand
+    for synthesize_products with synthesis products only)."""
     products = [Product("synthesis", subset, target) for subset, target in requests]
     results = synthesize_products(model, inputs, mask, products, device, batch_size, reporter, axis, exact=exact)
     return {(p.subset, p.target): results[p] for p in products}
+
+
+def check_extras(model: OpenModel, explain: bool = False, lesion: object = None) -> None:
+    """Refuse --explain for a fusion without a winner, and a lesion mask for a model without a lesion channel."""
+    if explain:
+        check_explainable(model.network, model.path)
+    if lesion is not None and not model.config.lesion_channel:
+        raise CheckpointError(f"{model.path}: the model has no lesion channel; a lesion mask "
+                              "needs a model trained with --lesion-channel")
 
 
 def synthesize(inputs: dict[str, Path], targets: list[str], model: Path | OpenModel | None = None,
@@ -182,58 +198,70 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model: Path | OpenMo
                views: list[str] | None = None, merge: str = "mean", uncertainty: bool = False, explain: bool = False,
                lesion: np.ndarray | Path | None = None, exact: bool = True, skull_strip: bool = False,
                check_findings=None) -> SynthesisResult:
-    """Load and check the inputs, synthesise the targets, and return them with the reference input.
+    """Library entry point: check the request, then run_synthesis (the commands go through pipeline.session,
+    whose plan makes these checks once).
 
-    model: a checkpoint (default: the shipped one) or a model opened once (open_model) for many calls; views: slice
-    axes to synthesise along, merged voxel-wise by `merge` (default: the model's own axis); uncertainty: also the
-    learnt expected error (error heads) or the spread of the single-input and fused decodings of each target;
-    explain: also which input wins the max fusion in most latent channels; lesion: a lesion mask (array on the
-    inputs' grid, or a file) for a lesion-aware model, drawn into the synthesis; exact: False crops each batch of
-    slices to the brain's box itself (faster; see plane_box).
-    """
+    model: a checkpoint (default: the shipped one) or a model opened once (open_model) for many calls."""
     opened = open_model(model, device)
-    model, torch_device, model_path, config = opened.network, opened.device, opened.path, opened.config
-    check_request(config.inputs, config.outputs, list(inputs), targets, model_path)
-    if explain:
-        check_explainable(model, model_path)
-    ordered = [m for m in config.inputs if m in inputs]
-    volumes = {m: load_volume(inputs[m]) for m in ordered}
+    check_request(opened.config.inputs, opened.config.outputs, list(inputs), targets, opened.path)
+    check_extras(opened, explain, lesion)
+    return run_synthesis(opened, inputs, targets, batch_size, reporter, views=views, merge=merge,
+                         uncertainty=uncertainty, explain=explain, lesion=lesion, exact=exact,
+                         skull_strip=skull_strip, check_findings=check_findings)
+
+
+def _load_inputs(model: OpenModel, inputs: dict[str, Path], skull_strip: bool) -> tuple[dict[str, Volume], str]:
+    """The inputs the model encodes, in its order, on one grid, each with a brain; skull-stripped when asked
+    (deepbet's mask of the T1, else T1c, applied to every input). Returns them and the brain extraction method."""
+    volumes = {m: load_volume(inputs[m]) for m in model.config.inputs if m in inputs}
     check_same_grid(list(volumes.values()))
-    normaliser = opened.normaliser
     for volume in volumes.values():
         require_brain(volume)
-    brain_extraction = ""
-    if skull_strip:  # deepbet's mask of the T1 (else T1c), applied to every input
-        from ..preprocess.skullstrip import strip_volumes
+    if not skull_strip:
+        return volumes, ""
+    from ..preprocess.skullstrip import strip_volumes
 
-        volumes, _, brain_extraction = strip_volumes(volumes, use_gpu=torch_device.type == "cuda")
-    if lesion is not None and not config.lesion_channel:
-        raise CheckpointError(f"{model_path}: the model has no lesion channel; a lesion mask "
-                              "needs a model trained with --lesion-channel")
-    if isinstance(lesion, (str, Path)):
-        lesion = load_lesion_mask(lesion, volumes[ordered[0]])
+    stripped, _, method = strip_volumes(volumes, use_gpu=model.device.type == "cuda")
+    return stripped, method
+
+
+def run_synthesis(model: OpenModel, inputs: dict[str, Path], targets: list[str], batch_size: int = 0,
+                  reporter: Reporter | None = None, views: list[str] | None = None, merge: str = "mean",
+                  uncertainty: bool = False, explain: bool = False, lesion: np.ndarray | Path | None = None,
+                  exact: bool = True, skull_strip: bool = False, check_findings=None) -> SynthesisResult:
+    """Load the inputs, synthesise the targets (a request already checked: check_request, check_extras), and
+    return them with the reference input.
+
+    views: slice axes to synthesise along, merged voxel-wise by `merge` (default: the model's own axis);
+    uncertainty: also the learnt expected error (error heads) or the spread of the single-input and fused decodings
+    of each target; explain: also which input wins the max fusion in most latent channels; lesion: a lesion mask
+    (array on the inputs' grid, or a file) for a lesion-aware model, drawn into the synthesis; exact: False crops
+    each batch of slices to the brain's box itself (faster; see plane_box); check_findings: called with the
+    warnings about the inputs before the model runs (synth --strict refuses them)."""
+    volumes, brain_extraction = _load_inputs(model, inputs, skull_strip)
+    ordered = list(volumes)
     reference = volumes[ordered[0]]
+    if isinstance(lesion, (str, Path)):
+        lesion = load_lesion_mask(lesion, reference)
     voxel_ml = float(abs(np.linalg.det(reference.affine[:3, :3]))) / 1000.0
     try:
-        prepared = normalise_inputs({m: v.data for m, v in volumes.items()}, normaliser, voxel_ml)
+        prepared = normalise_inputs({m: v.data for m, v in volumes.items()}, model.normaliser, voxel_ml)
     except ValueError as exc:
         raise InputError(f"{reference.path}: {exc}") from None
-    normalised, mask = prepared.volumes, prepared.mask
+    findings = {str(volumes[m].path): prepared.findings[m] for m in ordered if prepared.findings[m]}
     if check_findings is not None:  # e.g. synth --strict: refuse before the model runs
-        check_findings({str(volumes[m].path): prepared.findings[m] for m in ordered if prepared.findings[m]})
+        check_findings(findings)
     subset = tuple(ordered)
     kinds = ["synthesis"] + (["uncertainty"] if uncertainty else [])
     products = [Product(kind, subset, t) for t in targets for kind in kinds] + \
         ([Product("explain", subset)] if explain else [])
-    views = views or [config.slice_axis]
-    results = merge_views([synthesize_products(model, normalised, mask, products, torch_device, batch_size, reporter,
-                                               axis, lesion, exact) for axis in views], merge)
-    return SynthesisResult(outputs={t: results[Product("synthesis", subset, t)] for t in targets}, mask=mask,
-                           reference=volumes[ordered[0]], factors=prepared.factors,
+    views = views or [model.config.slice_axis]
+    results = merge_views([synthesize_products(model.network, prepared.volumes, prepared.mask, products, model.device,
+                                               batch_size, reporter, axis, lesion, exact) for axis in views], merge)
+    return SynthesisResult(outputs={t: results[Product("synthesis", subset, t)] for t in targets},
+                           mask=prepared.mask, reference=reference, factors=prepared.factors,
                            input_paths=[v.path for v in volumes.values()],
                            uncertainty={t: results[Product("uncertainty", subset, t)] for t in targets if uncertainty},
                            explanation=results[Product("explain", subset)] if explain else None,
-                           inputs=list(ordered), views=list(views), scalings=prepared.scalings,
-                           findings={str(volumes[m].path): prepared.findings[m]
-                                     for m in ordered if prepared.findings[m]},
-                           normaliser=normaliser.name, brain_extraction=brain_extraction)
+                           inputs=list(ordered), views=list(views), scalings=prepared.scalings, findings=findings,
+                           normaliser=model.normaliser.name, brain_extraction=brain_extraction)

@@ -22,23 +22,29 @@ from .device import choose_precision, grad_scaler
 from .distributed import World
 from .reporting import Reporter
 from .schedule import ExponentialAverage
-from .train_settings import (
-    TrainSettings,
-    WarmStart,
-    check_output,
-    check_settings,
-    last_checkpoint_path,
-    recorded_defaults,
-    recorded_settings,
-    split_subjects,
-)
+from .train_checks import check_output, check_settings, split_subjects
+from .train_settings import TrainSettings, WarmStart, last_checkpoint_path, recorded_defaults, recorded_settings
 from .train_steps import Stepper, present_contrasts, train_epoch, validate
 
 RESUMABLE_CHANGES = {"time_limit_min", "patience", "device", "amp", "force"}  # what --resume may change
 
 
-def _restore(last_path: Path, config: ModelConfig, model: SynthesisNet, optimiser: torch.optim.Optimizer,
-             settings: dict, scaler: torch.amp.GradScaler | None = None, ema: ExponentialAverage | None = None) -> dict:
+def check_resumable(last_path: Path, before: dict, settings: dict) -> None:
+    """Refuse to resume when the recorded settings of the interrupted run (`before`) and this run's differ in
+    anything but RESUMABLE_CHANGES (and the epochs, on a constant schedule); a setting the interrupted run did not
+    record yet had its default then."""
+    free = RESUMABLE_CHANGES | ({"epochs"} if settings.get("lr_schedule") == "constant" else set())  # cosine: fixed
+    defaults = recorded_defaults()
+    changed = sorted(k for k in set(before) | set(settings) if k not in free
+                     and before.get(k, defaults.get(k)) != settings.get(k))
+    if changed:
+        first = changed[0]
+        raise CheckpointError(f"{last_path}: the interrupted run had {first} = {before.get(first)!r}, this one "
+                              f"{settings.get(first)!r}; resume with the same settings ({', '.join(changed)} differ)")
+
+
+def restore(last_path: Path, config: ModelConfig, model: SynthesisNet, optimiser: torch.optim.Optimizer,
+            settings: dict, scaler: torch.amp.GradScaler | None = None, ema: ExponentialAverage | None = None) -> dict:
     """Load weights, optimiser (loss scaler, weight average) and training state from the rolling checkpoint for
     --resume; refuse when the model, recipe, data, seed, batch or optimiser settings differ from the interrupted run."""
     if not last_path.is_file():
@@ -50,15 +56,7 @@ def _restore(last_path: Path, config: ModelConfig, model: SynthesisNet, optimise
         same_model = False
     if not same_model:
         raise CheckpointError(f"{last_path}: was trained with other model settings; cannot resume")
-    before = payload["metadata"].get("train_settings", {})
-    free = RESUMABLE_CHANGES | ({"epochs"} if settings.get("lr_schedule") == "constant" else set())  # cosine: fixed
-    defaults = recorded_defaults()  # a setting added since the run started had its default then
-    changed = sorted(k for k in set(before) | set(settings) if k not in free
-                     and before.get(k, defaults.get(k)) != settings.get(k))
-    if changed:
-        first = changed[0]
-        raise CheckpointError(f"{last_path}: the interrupted run had {first} = {before.get(first)!r}, this one "
-                              f"{settings.get(first)!r}; resume with the same settings ({', '.join(changed)} differ)")
+    check_resumable(last_path, payload["metadata"].get("train_settings", {}), settings)
     model.load_state_dict(payload["state_dict"])
     optimiser.load_state_dict(payload["optimiser"])
     if scaler is not None and payload.get("scaler"):
@@ -68,14 +66,13 @@ def _restore(last_path: Path, config: ModelConfig, model: SynthesisNet, optimise
     return payload["train_state"]
 
 
-
 def _load_samplers(settings: TrainSettings, train_subjects: list[Subject], val_subjects: list[Subject],
                    modalities: list[str], lesions: str | None, margin: int, reporter: Reporter,
                    requires: tuple[str, ...] = ()) -> tuple[SliceSampler, list]:
     """The training sampler (each subject loaded with what it has, one at a time; a subject lacking a contrast in
     `requires`, or every input or every output, is skipped) and the fixed validation crops."""
     normaliser = Normaliser(settings.normaliser)
-    axis = SLICE_AXES[settings.slice_axis]
+    axis = SLICE_AXES[settings.model.slice_axis]
 
     def sampler(subjects: list[Subject], fraction: float, extra: int) -> SliceSampler | None:
         built = SliceSampler([], modalities, axis, settings.crop, lesion=lesions is not None, lesion_fraction=fraction,
@@ -116,30 +113,25 @@ class _Run:
     state: dict
     metadata: dict
     reporter: Reporter
+    resumed_at: float = 0.0  # the run's training seconds when this process started (0 unless --resume)
 
     @property
     def world(self) -> World:
         return self.stepper.world
 
 
-def _model_config(settings: TrainSettings, warm_start: WarmStart | None) -> ModelConfig:
-    return warm_start.config if warm_start else ModelConfig(
-        inputs=settings.inputs, outputs=settings.outputs, latent=settings.latent, width=settings.width,
-        fusion=settings.fusion, slice_axis=settings.slice_axis, lesion_channel=settings.lesion_channel)
-
-
 def _prepare(settings: TrainSettings, warm_start: WarmStart | None, world: World, device: torch.device,
              reporter: Reporter) -> _Run:
     """Subjects split and loaded, the network built (or warm-started), restored with --resume, ready to step."""
     precision = choose_precision(device, settings.amp)
-    config = _model_config(settings, warm_start)
+    config = settings.model
     train_subjects, val_subjects = split_subjects(discover_subjects(settings.data), settings)
     check_output(settings, train_subjects + val_subjects)
     validating = ', '.join(s.name for s in val_subjects) or 'training crops (no validation subject)'
     reporter.message(f"training on {', '.join(s.name for s in train_subjects)}; validating on {validating}")
     lesions = settings.lesion_source if config.lesion_channel else None
     sampler, val_data = _load_samplers(settings, train_subjects, val_subjects,
-                                       list(dict.fromkeys(settings.inputs + settings.outputs)), lesions,
+                                       list(dict.fromkeys(config.inputs + settings.targets)), lesions,
                                        settings.augmentation.margin(settings.crop), reporter,
                                        warm_start.requires if warm_start else ())
     torch.manual_seed(settings.seed)
@@ -152,7 +144,7 @@ def _prepare(settings: TrainSettings, warm_start: WarmStart | None, world: World
     state = {"epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0, "history": [], "seconds": 0.0}
     recorded = recorded_settings(settings)
     if settings.resume:
-        state = _restore(last_checkpoint_path(settings.out), config, model, optimiser, recorded, scaler, ema)
+        state = restore(last_checkpoint_path(settings.out), config, model, optimiser, recorded, scaler, ema)
         reporter.message(f"resumed after epoch {state['epoch']}")
     objective = warm_start.loss if warm_start and warm_start.loss else SynthesisLoss
     loss: torch.nn.Module = objective(model, settings.terms)
@@ -209,7 +201,8 @@ def _epoch(run: _Run, started: float) -> bool:
                                                 for v in torch.sigmoid(run.shipped.fusion_mix.detach())]
     _save(run, improved)
     run.reporter.table_row({**row, "best": "*" if improved else ""})
-    out_of_time = bool(settings.time_limit_min) and state["seconds"] > 60 * settings.time_limit_min
+    this_process = state["seconds"] - run.resumed_at  # --time-limit counts this process's time, not the run's total
+    out_of_time = bool(settings.time_limit_min) and this_process > 60 * settings.time_limit_min
     if distributed.rank0_decides(out_of_time, run.world, stepper.device):
         run.reporter.message(f"time limit of {settings.time_limit_min} min reached after epoch {epoch}")
         return True
@@ -223,6 +216,7 @@ def train(settings: TrainSettings, reporter: Reporter | None = None, warm_start:
     reporter = (reporter or Reporter()) if world.main else Reporter()  # rank 0 alone reports
     run = _prepare(settings, warm_start, world, device, reporter)
     state = run.state
+    run.resumed_at = state["seconds"]
     started = time.monotonic() - state["seconds"]
     reporter.start("training", settings.epochs * settings.steps_per_epoch)
     reporter.advance(state["epoch"] * settings.steps_per_epoch)

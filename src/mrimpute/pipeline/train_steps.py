@@ -27,7 +27,7 @@ def _to_tensors(batch: np.ndarray | torch.Tensor, planes: list[str], device: tor
 
 def present_contrasts(planes: list[str], settings: TrainSettings) -> tuple[list[str], list[str]]:
     """The inputs and outputs a batch's planes hold (a subject lacking a contrast trains what it has)."""
-    return [m for m in settings.inputs if m in planes], [m for m in settings.outputs if m in planes]
+    return [m for m in settings.model.inputs if m in planes], [m for m in settings.targets if m in planes]
 
 
 def _inputs_and_targets(tensors: dict[str, torch.Tensor], settings: TrainSettings
@@ -62,7 +62,7 @@ def validate(model: SynthesisNet, batches: list[tuple[list[str], np.ndarray]], s
     was_training = model.training
     model.eval()
     totals = dict.fromkeys(["c1", "c2", "c3", "total"], 0.0)
-    counts = dict.fromkeys(settings.outputs, 0)
+    counts = dict.fromkeys(settings.targets, 0)
     for planes, _ in batches:
         for m in present_contrasts(planes, settings)[1]:
             counts[m] += 1
@@ -76,7 +76,7 @@ def validate(model: SynthesisNet, batches: list[tuple[list[str], np.ndarray]], s
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + value / len(batches)
     model.train(was_training)
-    totals.update({f"mae_{m}": totals.get(f"mae_{m}", 0.0) for m in settings.outputs if counts[m]})
+    totals.update({f"mae_{m}": totals.get(f"mae_{m}", 0.0) for m in settings.targets if counts[m]})
     return distributed.all_sum(totals, world, device)
 
 
