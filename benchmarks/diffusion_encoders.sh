@@ -42,8 +42,9 @@ if [[ "${FROM:-prep}" == prep ]]; then  # FROM=eval: only steps 3-4 (scores, ins
 $NICE $MR preprocess --ref t1=$C/t1_se_fs_series901.nii.gz --t1c $C/t1_se_fs_series1201.nii.gz \
     --t2 $C/t2_tse_series401.nii.gz --flair $C/flair_series701.nii.gz --dwi $C/dwi_trace_series304.nii.gz \
     --adc $C/adc_series303.nii.gz --inplane 1 --skull-strip --threads 1 --force --out-dir "$RUNS/data/clinical01"
-# the DWI's own foreground mask (only its brainmask.nii.gz is used; note: --inplane on this isotropic 2 mm grid
-# kept the anterior-posterior axis as the "slice" axis, which does not matter for a mask used in world space)
+# the DWI's own foreground mask (only its brainmask.nii.gz is used, in world space; on this isotropic 2 mm grid
+# --inplane keeps the axial slices, the axis closest to superior-inferior; before that fix, the first build's run
+# took the left-right axis as the "slice" axis, which did not matter for a mask used in world space)
 $NICE $MR preprocess --ref dwi=$S/dwi.nii.gz --adc $S/adc.nii.gz --flair $S/flair_native.nii.gz --inplane 1 \
     --threads 1 --force --out-dir "$RUNS/prep/isles22-0009-fg"
 $NICE $MR preprocess --ref flair=$S/flair_native.nii.gz --dwi $S/dwi.nii.gz --adc $S/adc.nii.gz --inplane 1 \

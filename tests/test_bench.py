@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mrimpute.cli.app import app
 from mrimpute.errors import OutputError
-from mrimpute.pipeline.bench import _run_isolated, plan_cases, quick_settings, run_bench
+from mrimpute.pipeline.bench.job import _run_isolated, plan_cases, quick_settings, run_bench
 
 
 def test_quick_bench_table_and_json(tmp_path: Path) -> None:

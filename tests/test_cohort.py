@@ -201,7 +201,7 @@ def test_each_subject_gets_the_shipped_model_its_inputs_call_for(tmp_path: Path,
     """Without --model, dataset mode chooses like single-subject synth: the default model, or models/diffusion.pt
     for a subject with dwi (which the default has no encoder for); each checkpoint is read once, and the plan,
     the per-subject line and the sidecars name the model."""
-    from mrimpute.pipeline import model_loading
+    from mrimpute.runtime import model_loading
 
     if not model_loading.shipped_model("diffusion.pt").is_file():
         pytest.skip("models/diffusion.pt is not built")

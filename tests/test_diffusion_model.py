@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mrimpute.cli.app import app
 from mrimpute.phantom import oblique_affine, phantom
-from mrimpute.pipeline.model_loading import MODEL_ENV, choose_shipped_model, shipped_model
+from mrimpute.runtime.model_loading import MODEL_ENV, choose_shipped_model, shipped_model
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
 DIFFUSION = shipped_model("diffusion.pt")

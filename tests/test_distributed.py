@@ -14,9 +14,9 @@ import torch
 from mrimpute.config import ModelConfig
 from mrimpute.errors import InputError
 from mrimpute.io.checkpoint import load_checkpoint
-from mrimpute.pipeline import distributed
-from mrimpute.pipeline.distributed import World, share, world_from_env
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
+from mrimpute.runtime import distributed
+from mrimpute.runtime.distributed import World, share, world_from_env
 
 from conftest import write_subject
 

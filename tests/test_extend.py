@@ -19,9 +19,9 @@ from mrimpute.io.checksum import sha256_file
 from mrimpute.model.losses import latent_variance
 from mrimpute.model.network import SynthesisNet
 from mrimpute.pipeline.extend import add_decoder, add_encoder
-from mrimpute.pipeline.model_loading import load_model
-from mrimpute.pipeline.synthesize import synthesize
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
+from mrimpute.runtime.model_loading import load_model
+from mrimpute.runtime.synthesize import synthesize
 
 from conftest import write_subject
 

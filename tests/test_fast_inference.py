@@ -15,11 +15,11 @@ from mrimpute.config import FUSIONS, ModelConfig
 from mrimpute.io.nifti import load_volume
 from mrimpute.model.fast_ops import replicate_pad, upsampling_conv
 from mrimpute.model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet, use_reference_layers
-from mrimpute.pipeline.bench_cases import reference_synthesis
-from mrimpute.pipeline.device import Precision, autocast, choose_precision, grad_scaler
-from mrimpute.pipeline.model_loading import default_model_path, load_model
-from mrimpute.pipeline.prepared_inputs import normalise_inputs
-from mrimpute.pipeline.synthesize import synthesize_subsets
+from mrimpute.pipeline.bench.cases import reference_synthesis
+from mrimpute.runtime.device import Precision, autocast, choose_precision, grad_scaler
+from mrimpute.runtime.model_loading import default_model_path, load_model
+from mrimpute.runtime.prepared_inputs import normalise_inputs
+from mrimpute.runtime.synthesize import Product, synthesize_products
 
 from conftest import MODALITIES, write_subject
 
@@ -101,7 +101,7 @@ def test_fast_inference_under_autocast_keeps_its_buffers_in_the_compute_type() -
 
 
 def test_volume_loop_matches_plain_eager_loop(tmp_path: Path) -> None:
-    """synthesize_subsets (batches, channels_last, skipped empty slices, fast layers) against the plain loop
+    """synthesize_products (batches, channels_last, skipped empty slices, fast layers) against the plain loop
     (every slice, batch 1, plain layers), on a mask that fills its slices' plane so that no crop is involved."""
     paths = write_subject(tmp_path / "s", shape=(24, 20, 9))
     prepared = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
@@ -109,10 +109,11 @@ def test_volume_loop_matches_plain_eager_loop(tmp_path: Path) -> None:
     mask = np.zeros(inputs["t1"].shape, dtype=bool)
     mask[:, :, 2:7] = True
     model = _model(0.25).eval()
-    fast = synthesize_subsets(model, inputs, mask, [(("t1", "t2"), "flair")], torch.device("cpu"), batch_size=2)
+    flair = Product("synthesis", ("t1", "t2"), "flair")
+    fast = synthesize_products(model, inputs, mask, [flair], torch.device("cpu"), batch_size=2)
     reference = reference_synthesis(use_reference_layers(_model(0.25, channels_last=False).eval()), inputs, mask,
                                     ("t1", "t2"), ["flair"], 2, list(range(9)), torch.device("cpu"))
-    assert np.abs(np.moveaxis(fast[(("t1", "t2"), "flair")], 2, 0) - reference["flair"]).max() < 1e-4
+    assert np.abs(np.moveaxis(fast[flair], 2, 0) - reference["flair"]).max() < 1e-4
     assert np.abs(reference["flair"]).max() > 1e-3
 
 
@@ -163,9 +164,9 @@ def test_exact_crop_gives_the_whole_slices_values_with_the_shipped_model() -> No
                                         for m in ("t1", "t2")})
     inputs, mask = prepared.volumes, prepared.mask
     model, _ = load_model(default_model_path(), torch.device("cpu"))
-    request = [(("t1", "t2"), "flair")]
-    exact = synthesize_subsets(model, inputs, mask, request, torch.device("cpu"), batch_size=5)[request[0]]
-    tight = synthesize_subsets(model, inputs, mask, request, torch.device("cpu"), batch_size=5, exact=False)[request[0]]
+    flair = Product("synthesis", ("t1", "t2"), "flair")
+    exact = synthesize_products(model, inputs, mask, [flair], torch.device("cpu"), batch_size=5)[flair]
+    tight = synthesize_products(model, inputs, mask, [flair], torch.device("cpu"), batch_size=5, exact=False)[flair]
     plain, _ = load_model(default_model_path(), torch.device("cpu"))
     reference = reference_synthesis(use_reference_layers(plain.to(memory_format=torch.contiguous_format)), inputs,
                                     mask, ("t1", "t2"), ["flair"], 2, list(range(12)), torch.device("cpu"))["flair"]

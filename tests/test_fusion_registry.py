@@ -127,8 +127,8 @@ def test_a_new_fusion_class_flows_through_config_network_loss_and_checkpoint(toy
     assert parts["c3"] > 0 and model.fusion_mix.grad is not None and model.fusion_mix.grad.abs().sum() > 0
 
     from mrimpute.io.checkpoint import save_checkpoint
-    from mrimpute.pipeline.latent_maps import check_explainable
-    from mrimpute.pipeline.model_loading import load_model
+    from mrimpute.runtime.latent_maps import check_explainable
+    from mrimpute.runtime.model_loading import load_model
 
     with torch.no_grad():
         model.fusion_mix.fill_(0.75)

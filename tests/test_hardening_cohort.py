@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from mrimpute.cli.app import app
 from mrimpute.errors import OutputError
 from mrimpute.pipeline.cohort import run_cohort
-from mrimpute.pipeline.reporting import Reporter
+from mrimpute.runtime.reporting import Reporter
 
 from conftest import write_subject
 

@@ -31,8 +31,8 @@ from mrimpute.io.atomic import (
 )
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.io.nifti import MIN_BRAIN_VOXELS, load_volume, require_brain, require_finite
-from mrimpute.pipeline.device import MAX_THREADS, check_threads, set_threads
-from mrimpute.pipeline.model_loading import load_model
+from mrimpute.runtime.device import MAX_THREADS, check_threads, set_threads
+from mrimpute.runtime.model_loading import load_model
 
 from conftest import oblique_affine, phantom
 

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrimpute.data.intensity import bounding_box, crop_padded, foreground_mask, normalise, uncrop
+from mrimpute.data.intensity import bounding_box, crop_padded, foreground_mask, normalise, paste
 from mrimpute.data.subjects import discover_subjects, load_subject
 from mrimpute.errors import GridMismatchError, InputError
 from mrimpute.io.nifti import check_same_grid, load_volume, save_like
@@ -74,7 +74,7 @@ def test_normalise_divides_by_brain_mean() -> None:
         normalise(np.zeros((3, 3, 3)), np.zeros((3, 3, 3), dtype=bool))
 
 
-def test_bounding_box_multiple_of_four_and_uncrop_round_trip() -> None:
+def test_bounding_box_multiple_of_four_and_crop_paste_round_trip() -> None:
     mask = np.zeros((20, 30, 5), dtype=bool)
     mask[3:10, 2:29, :] = True
     box = bounding_box(mask, (0, 1), multiple=4)
@@ -82,9 +82,9 @@ def test_bounding_box_multiple_of_four_and_uncrop_round_trip() -> None:
     data = np.random.default_rng(0).random(mask.shape).astype(np.float32) * mask
     cropped = crop_padded(data, box)
     assert cropped.shape[:2] == (8, 28)
-    assert np.array_equal(uncrop(cropped, box, data.shape), data)
+    assert np.array_equal(paste(cropped, box, np.zeros_like(data)), data)
     wide = [slice(-2, 22), slice(-1, 31), slice(0, 5)]  # reaching beyond the array: zero padding
-    assert np.array_equal(uncrop(crop_padded(data, wide), wide, data.shape), data)
+    assert np.array_equal(paste(crop_padded(data, wide), wide, np.zeros_like(data)), data)
 
 
 def test_modality_names() -> None:

@@ -23,7 +23,7 @@ from mrimpute.model.layers import (
     receptive_radius,
 )
 from mrimpute.model.network import LayerStack, SynthesisNet, use_reference_layers
-from mrimpute.pipeline.model_loading import shipped_model
+from mrimpute.runtime.model_loading import shipped_model
 
 
 def test_the_default_description_is_the_papers_network() -> None:

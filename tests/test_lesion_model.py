@@ -122,7 +122,7 @@ def test_the_shipped_lesion_model_draws_a_lesion_where_it_is_told(tmp_path: Path
     drawn with a white-matter blob in the mask is brighter there than the same synthesis with the blob in the
     other hemisphere."""
     from mrimpute.pipeline.demo import SAMPLE_DIR
-    from mrimpute.pipeline.model_loading import lesion_model_path
+    from mrimpute.runtime.model_loading import lesion_model_path
 
     assert load_checkpoint(lesion_model_path())["config"]["lesion_channel"] is True
     inputs = {}

@@ -8,13 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrimpute import lesion_measures
-from mrimpute.data.lesions import binarise, lesion_file, load_lesion_mask
 from mrimpute.data.slices import SliceSampler
 from mrimpute.data.subjects import discover_subjects, load_subject
 from mrimpute.errors import InputError
 from mrimpute.io.nifti import load_volume
-from mrimpute.pipeline.lesion import lesion_report, transfer_lesion_mask
+from mrimpute.lesions import measures
+from mrimpute.lesions.masks import binarise, lesion_file, load_lesion_mask
+from mrimpute.lesions.transfer import transfer_lesion_mask
 
 from conftest import write_subject
 
@@ -88,9 +88,9 @@ def test_a_mask_on_another_grid_is_registered_and_resampled(subject: dict[str, P
     moved = transfer_lesion_mask(donor["lesion"], target, donor["t1"])
     assert "registered t1.nii.gz onto t1.nii.gz" in moved.how and "nearest neighbour" in moved.how
     assert moved.mask.shape == target.shape and moved.mask.dtype == bool
-    assert lesion_measures.dice(moved.mask, truth) > 0.7
+    assert measures.dice(moved.mask, truth) > 0.7
     same = transfer_lesion_mask(subject["lesion"], target)
-    assert "used as is" in same.how and lesion_measures.dice(same.mask, truth) == 1.0
+    assert "used as is" in same.how and measures.dice(same.mask, truth) == 1.0
 
 
 def test_lesion_measures_on_a_phantom() -> None:
@@ -104,9 +104,9 @@ def test_lesion_measures_on_a_phantom() -> None:
     lesion = np.zeros_like(brain)
     lesion[12:16, 12:16, 12:16] = True
     image[lesion] = 2.0
-    wm = lesion_measures.white_matter(t1, brain)
+    wm = measures.white_matter(t1, brain)
     assert wm[15, 15, 15] and not wm[4, 4, 4]
-    report = lesion_report(image.astype(np.float32), lesion, brain, t1, image, lesion, brain, t1)
+    report = measures.lesion_report(image.astype(np.float32), lesion, brain, t1, image, lesion, brain, t1)
     assert report["synthetic_lesion_to_nawm"] == pytest.approx(2.0, rel=0.03)
     assert report["real_lesion_to_nawm"] == pytest.approx(report["synthetic_lesion_to_nawm"])
     assert report["dice_hyperintensities_vs_mask"] > 0.95 and report["lesion_voxels"] == 64

@@ -11,7 +11,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from mrimpute.metrics import PROTOCOLS, compare
-from mrimpute.pipeline.compare import compare_runs
+from mrimpute.pipeline.compare import compare_many
 from mrimpute.pipeline.evaluate import CSV_FIELDS, EvalSettings, evaluate, parse_subsets, write_reports
 
 from conftest import write_subject
@@ -120,7 +120,7 @@ def test_compare_marks_consistent_differences() -> None:
             for i in range(10)]
     better = [{**r, "mse": r["mse"] - 0.05 + 0.001 * rng.random(), "psnr": r["psnr"] + 2 + 0.1 * rng.random(),
                "ssim": r["ssim"]} for r in base]
-    results = {r["metric"]: r for r in compare_runs(better, base)}
+    results = {r["metric"]: r for r in compare_many([("A", better), ("B", base)])[1]}
     assert results["psnr"]["significant"] == "*" and results["psnr"]["t_test_p"] < 0.05
     assert results["ssim"]["significant"] == ""  # identical values: no test, no mark
     assert results["psnr"]["n"] == 10

@@ -111,7 +111,7 @@ def test_checkpoints_name_their_normaliser() -> None:
 
 
 def test_a_legacy_model_still_warns_of_a_z_scored_input(brain: np.ndarray) -> None:
-    from mrimpute.pipeline.prepared_inputs import normalise_inputs
+    from mrimpute.runtime.prepared_inputs import normalise_inputs
 
     mask = foreground(brain)
     z = np.where(mask, (brain - brain[mask].mean()) / brain[mask].std(), -5.0).astype(np.float32)

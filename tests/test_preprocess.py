@@ -16,9 +16,9 @@ from mrimpute.cli.preprocess_cmd import preprocess_command
 from mrimpute.errors import InputError, OutputError
 from mrimpute.io.checksum import sha256_file as sha256
 from mrimpute.phantom import write_subject
-from mrimpute.pipeline.native import to_native
 from mrimpute.pipeline.preprocess import PreprocessOptions, preprocess
 from mrimpute.preprocess import brainmask, rigid, spatial
+from mrimpute.runtime.native import to_native
 
 SHAPE = (48, 44, 16)
 ANGLE_DEG = 6.0

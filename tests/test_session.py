@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from mrimpute.cli.app import app
 from mrimpute.errors import CheckpointError, InputError, OutputError
-from mrimpute.pipeline import model_loading, outputs, session
-from mrimpute.pipeline import synthesize as engine
-from mrimpute.pipeline.session import SynthesisRequest, SynthesisSession
-from mrimpute.pipeline.synthesize import synthesize
+from mrimpute.runtime import model_loading, outputs, session
+from mrimpute.runtime import synthesize as engine
+from mrimpute.runtime.session import SynthesisRequest, SynthesisSession
+from mrimpute.runtime.synthesize import synthesize
 
 from conftest import write_subject
 
@@ -121,11 +121,13 @@ def test_the_shipped_model_for_some_inputs() -> None:
     if not model_loading.shipped_model("diffusion.pt").is_file():
         pytest.skip("models/diffusion.pt is not built")
     default, diffusion = model_loading.shipped_model("default.pt"), model_loading.shipped_model("diffusion.pt")
-    assert model_loading.choose_shipped_model(["t1", "dwi", "pd"]) == (default, None)  # none has all three
-    path, note = model_loading.choose_shipped_model(["t1", "dwi", "pd"], partial=True)
-    assert path == diffusion and note.endswith("no encoder for dwi)")
-    assert model_loading.choose_shipped_model(["t1", "pd"], partial=True) == (default, None)  # no more than default
     shelf = model_loading.ModelShelf(None, "cpu")
+    opened, note = shelf.choose(["t1", "dwi", "pd"])
+    assert (opened.path, note) == (default, None)  # none has all three
+    opened, note = shelf.choose(["t1", "dwi", "pd"], partial=True)
+    assert opened.path == diffusion and note.endswith("no encoder for dwi)")
+    opened, note = shelf.choose(["t1", "pd"], partial=True)
+    assert (opened.path, note) == (default, None)  # no more than the default has
     first, _ = shelf.choose(["t1", "dwi"])
     again, _ = shelf.choose(["adc"], partial=True)
     assert first is again and first.path == diffusion  # opened once

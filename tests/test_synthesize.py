@@ -10,10 +10,10 @@ import torch
 
 from mrimpute.errors import CheckpointError, InputError
 from mrimpute.io.nifti import load_volume
-from mrimpute.pipeline.model_loading import load_model, open_model
-from mrimpute.pipeline.outputs import plan_outputs
-from mrimpute.pipeline.prepared_inputs import normalise_inputs
-from mrimpute.pipeline.synthesize import auto_batch_size, synthesize_subsets
+from mrimpute.runtime.model_loading import load_model, open_model
+from mrimpute.runtime.outputs import plan_outputs
+from mrimpute.runtime.prepared_inputs import normalise_inputs
+from mrimpute.runtime.synthesize import Product, auto_batch_size, synthesize_products
 
 from conftest import write_subject
 
@@ -38,15 +38,16 @@ def test_subsets_share_one_encoding_and_match_separate_runs(tmp_path: Path, rand
     paths = write_subject(tmp_path / "s")
     prepared = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2", "flair")})
     inputs, mask = prepared.volumes, prepared.mask
-    requests = [(("t1",), "t1c"), (("t1", "t2"), "t1c"), (("t1", "t2", "flair"), "t2")]
+    requests = [Product("synthesis", ("t1",), "t1c"), Product("synthesis", ("t1", "t2"), "t1c"),
+                Product("synthesis", ("t1", "t2", "flair"), "t2")]
     calls = {m: 0 for m in model.encoders}
     for name, encoder in model.encoders.items():
         encoder.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
-    together = synthesize_subsets(model, inputs, mask, requests, torch.device("cpu"), batch_size=64)
+    together = synthesize_products(model, inputs, mask, requests, torch.device("cpu"), batch_size=64)
     assert calls == {"t1": 1, "t1c": 0, "t2": 1, "flair": 1}  # one batch: each needed encoder ran once
     for request in requests:
-        alone = synthesize_subsets(model, {m: inputs[m] for m in request[0]}, mask, [request], torch.device("cpu"),
-                                   batch_size=3)
+        alone = synthesize_products(model, {m: inputs[m] for m in request.subset}, mask, [request],
+                                    torch.device("cpu"), batch_size=3)
         assert np.allclose(alone[request], together[request], atol=1e-5)
         assert np.all(together[request][~mask] == 0)
 
@@ -64,14 +65,14 @@ def test_batches_without_brain_between_parts_of_the_mask_are_skipped(tmp_path: P
     gapped = mask.copy()
     gapped[:, :, 3:9] = False  # brain in slices 0-2 and 9-11 only
     for exact in (True, False):
-        out = synthesize_subsets(model, inputs, gapped, [(("t1", "t2"), "flair")], torch.device("cpu"), batch_size=2,
-                                 exact=exact)[(("t1", "t2"), "flair")]
+        flair = Product("synthesis", ("t1", "t2"), "flair")
+        out = synthesize_products(model, inputs, gapped, [flair], torch.device("cpu"), batch_size=2, exact=exact)[flair]
         assert np.all(out[:, :, 3:9] == 0) and np.all(out[~gapped] == 0) and out[gapped].mean() > 0
 
 
 def test_dataset_mode_reads_the_model_once(tmp_path: Path, random_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mrimpute.pipeline import model_loading
     from mrimpute.pipeline.cohort import run_cohort
+    from mrimpute.runtime import model_loading
 
     for i, name in enumerate(("a", "b", "c")):
         (write_subject(tmp_path / "data" / name, seed=i)["flair"]).unlink()

@@ -16,9 +16,10 @@ from mrimpute.config import ConfigError, ModelConfig
 from mrimpute.errors import CheckpointError, InputError, MrimputeError
 from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.model.network import SynthesisNet
-from mrimpute.pipeline import crossval, device, extend, train
-from mrimpute.pipeline.schedule import ExponentialAverage
-from mrimpute.pipeline.train_settings import EXTENSION_EPOCHS, TrainSettings, recorded_defaults, recorded_settings
+from mrimpute.pipeline import crossval, extend, train
+from mrimpute.runtime import device
+from mrimpute.runtime.schedule import ExponentialAverage
+from mrimpute.runtime.train_settings import EXTENSION_EPOCHS, TrainSettings, recorded_defaults, recorded_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_SCRIPT = ROOT / "models" / "training" / "run_default_v2.sh"

@@ -20,8 +20,8 @@ from mrimpute.io.checkpoint import load_checkpoint
 from mrimpute.model.augment import Augmentation, augment, parse_augmentations
 from mrimpute.model.losses import LossTerms, pixel_loss, ssim
 from mrimpute.pipeline.evaluate import check_held_out
-from mrimpute.pipeline.schedule import learning_rate
 from mrimpute.pipeline.train import TrainSettings, last_checkpoint_path, train
+from mrimpute.runtime.schedule import learning_rate
 
 from conftest import write_subject
 
@@ -172,7 +172,7 @@ def test_a_new_encoder_trains_from_subjects_with_only_some_of_the_models_contras
 
 def test_learnt_error_heads_train_frozen_and_map_the_uncertainty(dataset: Path, tmp_path: Path) -> None:
     from mrimpute.pipeline.extend import add_error_heads
-    from mrimpute.pipeline.synthesize import synthesize
+    from mrimpute.runtime.synthesize import synthesize
 
     parent = train(_settings(dataset, tmp_path / "parent.pt"))
     heads = add_error_heads(parent, _settings(dataset, tmp_path / "heads.pt", epochs=3, lr=3e-3))

@@ -19,10 +19,10 @@ from mrimpute.io.checkpoint import save_checkpoint
 from mrimpute.io.nifti import load_volume
 from mrimpute.metrics import uncertainty_correlation
 from mrimpute.model.network import SynthesisNet
-from mrimpute.pipeline.latent_maps import fusion_winner
-from mrimpute.pipeline.model_loading import load_model
-from mrimpute.pipeline.prepared_inputs import normalise_inputs
-from mrimpute.pipeline.synthesize import Product, synthesize, synthesize_products, synthesize_subsets
+from mrimpute.runtime.latent_maps import fusion_winner
+from mrimpute.runtime.model_loading import load_model
+from mrimpute.runtime.prepared_inputs import normalise_inputs
+from mrimpute.runtime.synthesize import Product, synthesize, synthesize_products
 
 from conftest import write_subject
 
@@ -43,7 +43,8 @@ def test_uncertainty_is_the_spread_of_single_and_fused_syntheses(tmp_path: Path,
     pair, target = ("t1", "t2"), "flair"
     maps = synthesize_products(model, inputs, mask, [Product("uncertainty", pair, target),
                                                      Product("uncertainty", ("t1",), target)], CPU)
-    separate = synthesize_subsets(model, inputs, mask, [(("t1",), target), (("t2",), target), (pair, target)], CPU)
+    separate = synthesize_products(model, inputs, mask, [Product("synthesis", subset, target)
+                                                         for subset in (("t1",), ("t2",), pair)], CPU)
     expected = np.std(np.stack(list(separate.values())), axis=0)
     assert maps[Product("uncertainty", pair, target)][mask].max() > 0
     np.testing.assert_allclose(maps[Product("uncertainty", pair, target)], expected, atol=1e-5)

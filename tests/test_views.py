@@ -16,10 +16,10 @@ from mrimpute.cli.app import app
 from mrimpute.errors import InputError
 from mrimpute.io.nifti import load_volume
 from mrimpute.metrics import striping
-from mrimpute.pipeline.model_loading import load_model
-from mrimpute.pipeline.prepared_inputs import normalise_inputs
-from mrimpute.pipeline.synthesize import synthesize_subsets
-from mrimpute.pipeline.views import merge_volumes, parse_views
+from mrimpute.runtime.model_loading import load_model
+from mrimpute.runtime.prepared_inputs import normalise_inputs
+from mrimpute.runtime.synthesize import Product, synthesize_products
+from mrimpute.runtime.views import merge_volumes, parse_views
 
 from conftest import write_subject
 
@@ -50,12 +50,12 @@ def test_another_axis_is_the_model_run_on_the_permuted_volume(tmp_path: Path, li
     paths = write_subject(tmp_path / "s")
     prepared = normalise_inputs({m: load_volume(paths[m]).data for m in ("t1", "t2")})
     inputs, mask = prepared.volumes, prepared.mask
-    request = [(("t1", "t2"), "flair")]
-    coronal = synthesize_subsets(model, inputs, mask, request, torch.device("cpu"), axis="coronal")[request[0]]
+    request = [Product("synthesis", ("t1", "t2"), "flair")]
+    coronal = synthesize_products(model, inputs, mask, request, torch.device("cpu"), axis="coronal")[request[0]]
     swapped = {m: np.ascontiguousarray(np.moveaxis(v, 1, 2)) for m, v in inputs.items()}  # coronal slices -> axial
-    axial = synthesize_subsets(model, swapped, np.moveaxis(mask, 1, 2), request, torch.device("cpu"))[request[0]]
+    axial = synthesize_products(model, swapped, np.moveaxis(mask, 1, 2), request, torch.device("cpu"))[request[0]]
     np.testing.assert_allclose(coronal, np.moveaxis(axial, 2, 1), atol=1e-5)
-    default = synthesize_subsets(model, inputs, mask, request, torch.device("cpu"))[request[0]]
+    default = synthesize_products(model, inputs, mask, request, torch.device("cpu"))[request[0]]
     assert not np.allclose(coronal, default, atol=1e-4)  # the view does change the result
 
 

@@ -35,9 +35,9 @@ def _check(volumes: dict[str, np.ndarray], mask: np.ndarray, names: tuple[str, .
 
 def _padded_stack(volume: np.ndarray) -> list[np.ndarray]:
     """The volume and its Gaussian-smoothed copies (sigmas 1, 2, 4), each edge-padded by CONTEXT_DISTANCE."""
-    volume = np.asarray(volume, dtype=np.float32)
+    volume = np.ascontiguousarray(volume, dtype=np.float32)  # C order: _gather's strides index its ravel()
     scales = [volume] + [gaussian_filter(volume, s, mode="nearest") for s in SIGMAS]
-    return [np.pad(v, CONTEXT_DISTANCE, mode="edge") for v in scales]
+    return [np.ascontiguousarray(np.pad(v, CONTEXT_DISTANCE, mode="edge")) for v in scales]
 
 
 def _gather(stack: list[np.ndarray], index: np.ndarray) -> np.ndarray:

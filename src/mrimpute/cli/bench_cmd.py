@@ -44,7 +44,7 @@ def bench_command(
     """Time synthesis (s/volume) and training (slices/s) against a plain eager reference, with peak memory."""
 
     def job() -> None:
-        from ..pipeline.bench import run_bench
+        from ..pipeline.bench.job import run_bench
 
         options = dict(data=data, subjects=_split(subjects), model_path=model, repeats=repeats,
                        reference_slices=reference_slices, train_steps=train_steps, batch_size=batch_size, crop=crop,
@@ -68,7 +68,7 @@ def _split(text: str) -> list[str]:
 
 def _settings(options: dict, quick: bool):
     """The bench's settings; --quick keeps only the options that say how to run (device, threads, cases...)."""
-    from ..pipeline.bench import BenchSettings, quick_settings
+    from ..pipeline.bench.job import BenchSettings, quick_settings
 
     if quick:
         return quick_settings(**{k: v for k, v in options.items() if k in QUICK_KEEPS})
@@ -77,7 +77,7 @@ def _settings(options: dict, quick: bool):
 
 def _show_profile(settings, json_out: Optional[Path]) -> None:
     from ..errors import InputError
-    from ..pipeline.bench import profile_synthesis
+    from ..pipeline.bench.job import profile_synthesis
 
     if json_out is not None:
         raise InputError(f"{json_out}: --profile prints its table only; leave out --json")

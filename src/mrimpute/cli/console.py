@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import MrimputeError
-from ..pipeline.reporting import Reporter
+from ..runtime.reporting import Reporter
 
 console = Console()
 error_console = Console(stderr=True)

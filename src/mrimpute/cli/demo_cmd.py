@@ -22,7 +22,7 @@ def demo_command(
     def job() -> None:
         from ..io.folders import ensure_folder
         from ..pipeline.demo import run_demo
-        from ..pipeline.device import set_threads
+        from ..runtime.device import set_threads
 
         set_threads(threads)
         ensure_folder(out_dir)

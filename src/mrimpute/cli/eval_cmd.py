@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..config import ModelConfig
-from ..pipeline.train_settings import TrainSettings
+from ..runtime.train_settings import TrainSettings
 from .console import console, make_table, reporting, run_guarded
 from .train_options import DEFAULT_CONTRASTS, settings_from_options
 
@@ -128,7 +128,7 @@ def _eval_settings(args: SimpleNamespace, reports_dir: Path) -> EvalSettings:
     from ..errors import InputError
     from ..modalities import parse_modality_list
     from ..pipeline.evaluate import EvalSettings
-    from ..pipeline.views import parse_axis, parse_views
+    from ..runtime.views import parse_axis, parse_views
 
     chosen = [s for s in args.subjects.split(",") if s] or None
     if args.split is not None:
@@ -151,7 +151,7 @@ def _score_dataset(args: SimpleNamespace, reports_dir: Path) -> None:
     from ..io.atomic import check_writable
     from ..io.folders import ensure_folder
     from ..pipeline.evaluate import evaluate, summarise, update_model_card, write_reports
-    from ..pipeline.model_loading import default_model_path
+    from ..runtime.model_loading import default_model_path
 
     template = _fold_template(args, reports_dir) if args.folds else None  # a bad --train-* option: refused first
     ensure_folder(reports_dir)  # created if missing, and refused before minutes of work, not after
@@ -177,7 +177,7 @@ def _evaluate(args: SimpleNamespace) -> None:
     """One pair (--pred/--truth), a comparison (--compare) or a dataset (--data)."""
     from ..errors import InputError
     from ..metrics import PROTOCOLS
-    from ..pipeline.device import set_threads
+    from ..runtime.device import set_threads
 
     set_threads(args.threads)
     if args.pred or args.truth:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..pipeline.train_settings import EXTENSION_EPOCHS, TrainSettings
+from ..runtime.train_settings import EXTENSION_EPOCHS, TrainSettings
 from . import train_options as opt
 from .console import console, make_table, reporting, run_guarded
 from .options import Device, Threads
@@ -33,9 +33,9 @@ Subjects = Annotated[str, typer.Option(help="Comma-separated training subjects (
 def _extend(kind: str, modality: str, options: dict[str, Any]) -> None:
     """Train the new part as the options say (the parent is options['model']) and report."""
     from ..io.folders import ensure_parent_folders
-    from ..pipeline.device import set_threads
     from ..pipeline.extend import add_decoder, add_encoder, add_error_heads
-    from ..pipeline.train_checks import check_settings
+    from ..runtime.device import set_threads
+    from ..runtime.train_checks import check_settings
 
     set_threads(options["threads"])
     settings = opt.settings_from_options(options)

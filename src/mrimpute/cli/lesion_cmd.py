@@ -49,7 +49,7 @@ def add_lesion_command(
     """Draw lesions into a synthesised contrast with a lesion-aware model (Chartsias et al. 2018, VI-H)."""
 
     def job() -> None:
-        from ..pipeline.lesion import add_lesion
+        from ..pipeline.add_lesion import add_lesion
 
         with reporting() as reporter:
             result = add_lesion(dict(inputs), lesion_mask, target, out, model, lesion_ref, mask_out, source_subject,

@@ -99,7 +99,7 @@ def synth_command(
                                          out, model, device, batch_size, threads, force, dry_run, jobs, strict,
                                          skull_strip, labels))
         return
-    from ..pipeline.session import SynthesisRequest
+    from ..runtime.session import SynthesisRequest
 
     request = SynthesisRequest(dict(inputs), out, target, out_dir, uncertainty=uncertainty, explain=explain,
                                axis=axis, views=views, merge=merge, lesion_mask=lesion_mask, native_ref=native_ref,
@@ -111,7 +111,7 @@ def synth_command(
 def _subject_job(request, model: Optional[Path], device: str, threads: int, dataset_only: bool) -> None:
     """One subject: the pipeline's one call (model, plan, run, write), then the table of what was written."""
     from ..errors import InputError
-    from ..pipeline.session import synthesize_subject
+    from ..runtime.session import synthesize_subject
 
     if dataset_only:
         raise InputError("--dry-run, --jobs and --participant-label apply only with --dataset ROOT")
@@ -153,7 +153,7 @@ def _dataset_job(dataset: Path, conflicting: list[str], out: Optional[Path], mod
         raise InputError(f"{dataset}: --dataset processes whole subjects; it cannot be combined with "
                          f"{', '.join(conflicting)}")
     if threads:
-        from ..pipeline.device import set_threads
+        from ..runtime.device import set_threads
 
         set_threads(threads)
     with reporting() as reporter:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..config import ModelConfig
-from ..pipeline.train_settings import TrainSettings
+from ..runtime.train_settings import TrainSettings
 from .console import console, make_table, reporting, run_guarded
 from .options import Device, Threads
 from .train_options import (
@@ -73,8 +73,8 @@ Distributed = Annotated[bool, typer.Option(help="Data-parallel over the processe
 def _train(options: dict[str, Any]) -> None:
     """Train as the options say (or fine-tune a model with a new lesion channel: --init-from) and report."""
     from ..errors import InputError
-    from ..pipeline.device import set_threads
-    from ..pipeline.distributed import world_from_env
+    from ..runtime.device import set_threads
+    from ..runtime.distributed import world_from_env
 
     set_threads(options["threads"])
     settings = settings_from_options(options)

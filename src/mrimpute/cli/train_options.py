@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..config import ModelConfig, default_of
-from ..pipeline.train_settings import TrainSettings
+from ..runtime.train_settings import TrainSettings
 
 DEFAULT_CONTRASTS = ",".join(default_of(ModelConfig, "inputs"))
 

@@ -50,13 +50,9 @@ def crop_padded(data: np.ndarray, box: list[slice]) -> np.ndarray:
     return np.pad(data[inner], pad) if any(p != (0, 0) for p in pad) else data[inner]
 
 
-def uncrop(cropped: np.ndarray, box: list[slice], shape: tuple[int, ...]) -> np.ndarray:
-    """Place a cropped array back into a zero array of the full shape (the inverse of crop_padded)."""
-    return paste(cropped, box, np.zeros(shape, dtype=cropped.dtype))
-
-
 def paste(cropped: np.ndarray, box: list[slice], into: np.ndarray) -> np.ndarray:
-    """Write the part of a cropped array that lies inside `into` (the box may reach beyond it) in place."""
+    """Write the part of a cropped array that lies inside `into` (the box may reach beyond it) in place, and
+    return `into`: the inverse of crop_padded."""
     src = tuple(slice(max(0, -s.start), max(0, -s.start) + min(n, s.stop) - max(0, s.start))
                 for s, n in zip(box, into.shape))
     dst = tuple(slice(max(0, s.start), min(n, s.stop)) for s, n in zip(box, into.shape))

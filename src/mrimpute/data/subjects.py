@@ -19,9 +19,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.nifti import Volume, check_same_grid, load_volume
+from ..lesions.masks import lesion_file, load_lesion_mask
 from .bids import read_folders
 from .layouts import MASK_NAMES, NIFTI_SUFFIXES, Subject, nifti_stem, read_manifest
-from .lesions import lesion_file, load_lesion_mask
 from .nnunet import IMAGE_FOLDERS, is_nnunet, read_nnunet
 from .normaliser import Normaliser, Scaling, as_input, as_target
 

@@ -1,1 +1,2 @@
-"""The jobs behind each command; they report progress through a Reporter and never print."""
+"""The jobs, one module per command (or per part of one); they share the runtime, report progress through a
+Reporter and never print."""

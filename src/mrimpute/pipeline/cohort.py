@@ -15,12 +15,12 @@ import torch
 
 from ..data.subjects import dataset_folder
 from ..errors import InputError, MrimputeError, OutputError
+from ..runtime.device import resolve_device
+from ..runtime.model_loading import ModelShelf, OpenModel, open_model
+from ..runtime.reporting import Reporter
+from ..runtime.session import SynthesisRequest, SynthesisSession
 from .cohort_bids import BIDS_VERSION, output_path, source_uri, write_dataset_description
 from .cohort_plan import CohortTask, decide_outputs, failure_reason, plan_cohort, plan_rows, relative, row
-from .device import resolve_device
-from .model_loading import ModelShelf, OpenModel, open_model
-from .reporting import Reporter
-from .session import SynthesisRequest, SynthesisSession
 
 DERIVATIVE_NAME = "mrimpute"
 __all__ = ["BIDS_VERSION", "output_path", "run_cohort", "write_dataset_description"]

@@ -15,8 +15,8 @@ from ..errors import MrimputeError, OutputError
 from ..io.atomic import output_exists
 from ..io.checksum import sha256_file
 from ..io.sidecar import sidecar_path
+from ..runtime.model_loading import ModelShelf
 from .cohort_bids import ce_labels, output_path, participant_filter
-from .model_loading import ModelShelf
 
 
 @dataclass

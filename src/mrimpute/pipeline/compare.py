@@ -107,12 +107,6 @@ def _better(metric: Metric, a: np.ndarray, b: np.ndarray, label_a: str, label_b:
     return label_a if (a.mean() > b.mean()) == metric.higher_is_better else label_b
 
 
-def compare_runs(rows_a: list[dict], rows_b: list[dict], protocol: str = "brain") -> list[dict]:
-    """Per target and subset (and pooled over subsets), per metric: means of A and B over what both scored, and
-    paired test p-values; `significant` is '*' where both the t-test and the Wilcoxon test give p < 0.05."""
-    return compare_many([("A", rows_a), ("B", rows_b)], protocol)[1]
-
-
 def compare_many(runs: list[tuple[str, list[dict]]], protocol: str = "brain") -> tuple[list[dict], list[dict]]:
     """Compare every run with the first one.
 

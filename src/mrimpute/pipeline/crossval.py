@@ -9,8 +9,8 @@ import numpy as np
 
 from ..data.subjects import discover_subjects
 from ..errors import InputError
+from ..runtime.reporting import Reporter
 from .evaluate import EvalSettings, evaluate
-from .reporting import Reporter
 from .train import TrainSettings, train
 
 

@@ -14,8 +14,8 @@ from ..io.atomic import write_atomically
 from ..io.nifti import load_volume
 from ..metrics import in_brain_metrics
 from ..preview import save_qc
-from .reporting import Reporter
-from .session import SynthesisRequest, SynthesisSession
+from ..runtime.reporting import Reporter
+from ..runtime.session import SynthesisRequest, SynthesisSession
 
 SAMPLE_DIR = Path(str(files("mrimpute").joinpath("sample", "ms07")))
 DEMO_INPUTS = ("t1", "t2")

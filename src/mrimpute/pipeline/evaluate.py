@@ -12,18 +12,18 @@ import numpy as np
 
 from ..config import SLICE_AXES
 from ..data.intensity import foreground_mask
-from ..data.lesions import load_lesion_mask
 from ..data.subjects import discover_subjects
 from ..errors import InputError
 from ..io.atomic import write_atomically
 from ..io.nifti import Volume, check_same_grid, load_volume
+from ..lesions.masks import load_lesion_mask
 from ..metrics import PROTOCOLS, compare, format_value, metric_names, shown_metrics, striping, uncertainty_correlation
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
-from .reporting import Reporter
-from .session import SynthesisSession
-from .synthesize import Product
-from .views import merge_views, merged_label
+from ..runtime.reporting import Reporter
+from ..runtime.session import SynthesisSession
+from ..runtime.synthesize import Product
+from ..runtime.views import merge_views, merged_label
 
 ROW_KEYS = ("subject", "target", "subset", "n_inputs", "protocol")
 

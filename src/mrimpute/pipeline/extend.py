@@ -17,7 +17,7 @@ from ..modalities import canonical_modality
 from ..model.error_head import ErrorHeadLoss
 from ..model.losses import LossTerms
 from ..model.network import SynthesisNet
-from .reporting import Reporter
+from ..runtime.reporting import Reporter
 from .train import TrainSettings, WarmStart, last_checkpoint_path, train
 
 # what is trained, and against what (the paper's cost terms)

@@ -21,9 +21,9 @@ from ..io.atomic import refuse_overwrite, write_atomically
 from ..io.checksum import sha256_file
 from ..modalities import row as modality_row
 from ..preprocess import skullstrip, spatial
+from ..runtime.reporting import Reporter
 from . import preprocess_steps as steps
 from .preprocess_steps import MASK_NAME, PreprocessRun
-from .reporting import Reporter
 
 MIN_OVERLAP = 0.7      # Dice of the moving scan's head mask with the reference's, after registration
 MAX_METRIC = -0.05     # Mattes MI metric (negative; near 0 = no shared information)

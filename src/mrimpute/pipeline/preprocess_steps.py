@@ -18,7 +18,7 @@ from ..io.checksum import sha256_file
 from ..io.nifti import AFFINE_TOLERANCE_MM, Volume, canonical_affine, load_volume, save_like
 from ..modalities import row as modality_row
 from ..preprocess import brainmask, rigid, skullstrip, spatial
-from .reporting import Reporter
+from ..runtime.reporting import Reporter
 
 if TYPE_CHECKING:
     from .preprocess import PreprocessOptions

@@ -17,14 +17,20 @@ from ..errors import CheckpointError, InputError
 from ..io.checkpoint import load_checkpoint, save_checkpoint, write_model_card
 from ..model.losses import SynthesisLoss
 from ..model.network import SynthesisNet
-from . import distributed
-from .device import choose_precision, grad_scaler
-from .distributed import World
-from .reporting import Reporter
-from .schedule import ExponentialAverage
-from .train_checks import check_output, check_settings, split_subjects
-from .train_settings import TrainSettings, WarmStart, last_checkpoint_path, recorded_defaults, recorded_settings
-from .train_steps import Stepper, present_contrasts, train_epoch, validate
+from ..runtime import distributed
+from ..runtime.device import choose_precision, grad_scaler
+from ..runtime.distributed import World
+from ..runtime.reporting import Reporter
+from ..runtime.schedule import ExponentialAverage
+from ..runtime.train_checks import check_output, check_settings, split_subjects
+from ..runtime.train_settings import (
+    TrainSettings,
+    WarmStart,
+    last_checkpoint_path,
+    recorded_defaults,
+    recorded_settings,
+)
+from ..runtime.train_steps import Stepper, present_contrasts, train_epoch, validate
 
 RESUMABLE_CHANGES = {"time_limit_min", "patience", "device", "amp", "force"}  # what --resume may change
 

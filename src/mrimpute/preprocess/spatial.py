@@ -71,15 +71,28 @@ def isotropic_grid(reference: sitk.Image, spacing: float) -> sitk.Image:
     return grid
 
 
+NEAR_ISOTROPIC = 1.25  # thickest / thinnest voxel side below which a grid has no slice axis of its own
+
+
+def slice_axis(reference: sitk.Image) -> int:
+    """The reference's slice axis: that of its thickest voxels, or, on an (almost) isotropic grid (sides within
+    25%), the voxel axis closest to superior-inferior, so that the slices are axial (a 2D axial model's)."""
+    spacing = np.array(reference.GetSpacing())
+    if spacing.max() >= NEAR_ISOTROPIC * spacing.min():
+        return int(np.argmax(spacing))
+    direction = np.array(reference.GetDirection()).reshape(3, 3)  # columns: each voxel axis in LPS
+    return int(np.argmax(np.abs(direction[2])))  # the largest S component (LPS and RAS share the S axis)
+
+
 def inplane_grid(reference: sitk.Image, inplane: float) -> sitk.Image:
-    """An empty grid with the reference's orientation, slices (the axis of its thickest voxels: their number,
-    thickness and positions) and extent, and `inplane` mm voxels along the two other axes."""
+    """An empty grid with the reference's orientation, slices (along `slice_axis`: their number, thickness and
+    positions) and extent, and `inplane` mm voxels along the two other axes."""
     old = np.array(reference.GetSpacing())
-    slice_axis = int(np.argmax(old))
+    axis = slice_axis(reference)
     new = np.full(3, float(inplane))
-    new[slice_axis] = old[slice_axis]
+    new[axis] = old[axis]
     size = np.maximum(1, np.ceil(np.array(reference.GetSize()) * old / new)).astype(int)
-    size[slice_axis] = reference.GetSize()[slice_axis]
+    size[axis] = reference.GetSize()[axis]
     direction = np.array(reference.GetDirection()).reshape(3, 3)
     centre = np.array(reference.GetOrigin()) + direction @ ((np.array(reference.GetSize()) - 1) / 2.0 * old)
     origin = centre - direction @ ((size - 1) / 2.0 * new)  # the field of view's centre stays; slices stay put

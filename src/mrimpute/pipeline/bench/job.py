@@ -7,7 +7,7 @@ nn.Upsample, concatenation, stacked fusion); for training, the full c1 (every la
 The fast path is what `mrimpute synth` and `mrimpute train` run: for synthesis each batch of slices on its brain's
 box grown by the network's receptive radius (the reference's results, to float rounding); the tight path is
 `synth --no-exact`, each batch on its brain's box itself. Each case runs in a fresh process (peak resident memory
-per case), with a warm-up before its timed runs; pipeline.bench_cases measures one case, this module plans the
+per case), with a warm-up before its timed runs; pipeline.bench.cases measures one case, this module plans the
 cases, runs them and makes the table and the JSON report.
 """
 
@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
-from ..io.atomic import check_writable, write_atomically
-from ..phantom import write_subject
-from .bench_cases import INPUTS, REQUESTS, build_session, model_config, normalised_inputs, run_case, timed
-from .demo import SAMPLE_DIR
-from .device import autocast, choose_precision, resolve_device, set_threads
-from .reporting import Reporter
-from .synthesize import Product
+from ...errors import InputError
+from ...io.atomic import check_writable, write_atomically
+from ...phantom import write_subject
+from ...runtime.device import autocast, choose_precision, resolve_device, set_threads
+from ...runtime.reporting import Reporter
+from ...runtime.synthesize import Product
+from ..demo import SAMPLE_DIR
+from .cases import INPUTS, REQUESTS, build_session, model_config, normalised_inputs, run_case, timed
 
 # reference: the plain eager loop; fast: what synth/train run (synthesis: each batch of slices on its brain box
 # grown by the receptive radius, exact); tight: synth --no-exact, each batch on its brain box itself; full-c1: the
@@ -147,7 +147,7 @@ def profile_synthesis(settings: BenchSettings, top: int = 10) -> dict:
 
 
 def _run_isolated(case: dict) -> dict:
-    code = "from mrimpute.pipeline.bench_cases import case_main; case_main()"
+    code = "from mrimpute.pipeline.bench.cases import case_main; case_main()"
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps(case), capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if done.returncode != 0:

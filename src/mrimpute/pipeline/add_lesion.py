@@ -1,4 +1,6 @@
-"""Lesion masks for lesion-aware synthesis: bring a mask onto a subject's grid, and measure drawn lesions."""
+"""`mrimpute add-lesion`: draw a lesion mask (brought onto the recipient's grid by lesions.transfer) into a
+lesion-aware synthesis, measure the drawn lesions (lesions.measures) and write the synthesis, the mask as used, a
+preview and the measures."""
 
 from __future__ import annotations
 
@@ -9,89 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import lesion_measures
-from ..data.lesions import binarise
 from ..errors import CheckpointError, InputError
 from ..io.atomic import check_writable, refuse_overwrite, write_atomically
 from ..io.folders import ensure_parent_folders
-from ..io.nifti import AFFINE_TOLERANCE_MM, Volume, check_same_grid, load_volume, save_like
+from ..io.nifti import load_volume, save_like
+from ..lesions.measures import lesion_report
+from ..lesions.transfer import transfer_lesion_mask
 from ..modalities import canonical_modality
-from ..preprocess import spatial
 from ..preview import save_montage
-from .preprocess_steps import to_sitk
-from .reporting import Reporter
-
-
-@dataclass
-class TransferredMask:
-    """A binary lesion mask (RAS+) on the target's grid, and what was done to put it there."""
-
-    mask: np.ndarray
-    how: str
-
-
-def _same_grid(a: Volume, b: Volume) -> bool:
-    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=AFFINE_TOLERANCE_MM)
-
-
-def transfer_lesion_mask(mask_path: Path, target: Volume, mask_reference: Path | None = None,
-                         seed: int = 0) -> TransferredMask:
-    """The lesion mask on the target's grid: as is when it already lies there; otherwise resampled (nearest
-    neighbour) through a rigid registration of `mask_reference` (the image the mask was drawn on) onto the
-    target."""
-    mask_volume = load_volume(mask_path)
-    mask = binarise(mask_volume.data, mask_path)
-    if _same_grid(mask_volume, target):
-        return TransferredMask(mask, f"{mask_path.name} lies on the grid of {target.path.name}: used as is")
-    if mask_reference is None:
-        raise InputError(f"{mask_path}: lesion mask grid {mask_volume.shape} differs from {target.path} "
-                         f"{target.shape}; give --lesion-ref (the image the mask was drawn on) to register it")
-    reference = load_volume(mask_reference)
-    check_same_grid([reference, mask_volume])
-    # rigid: on this project's MNI-space subjects and atlas, Mattes-MI affine drifted into shear and scale
-    # (ms19 onto the ICBM atlas: +83% lesion volume) while rigid stays near the true, identity, alignment
-    result = spatial.register(to_sitk(target), to_sitk(reference), None, affine=False, seed=seed)
-    mask_image = spatial.image_from_array(mask.astype(np.float32), mask_volume.affine)
-    moved = spatial.resample(mask_image, to_sitk(target), result.transform, nearest=True)
-    resampled = spatial.array_from_image(moved) > 0.5
-    if not resampled.any():
-        raise InputError(f"{mask_path}: no lesion voxel lands inside {target.path} after registration")
-    return TransferredMask(resampled, f"registered {reference.path.name} onto {target.path.name} (rigid, Mattes MI "
-                                      f"{result.metric:.3f}) and resampled {mask_path.name} by nearest neighbour")
-
-
-def _ratio(image: np.ndarray, region: np.ndarray, reference: np.ndarray) -> float:
-    """Lesion-to-NAWM contrast, NaN where no normal-appearing white matter was found."""
-    try:
-        return lesion_measures.contrast_ratio(image, region, reference)
-    except ValueError:
-        return float("nan")
-
-
-def lesion_report(synthetic: np.ndarray, inserted: np.ndarray, brain: np.ndarray, recipient_t1: np.ndarray | None,
-                  source_image: np.ndarray | None = None, source_lesion: np.ndarray | None = None,
-                  source_brain: np.ndarray | None = None, source_t1: np.ndarray | None = None,
-                  recipient_lesion: np.ndarray | None = None) -> dict[str, float]:
-    """Contrast of the drawn lesions against normal-appearing white matter (needs the recipient's T1), the same
-    for the source's real lesions when given, and the Dice of a hyperintensity segmentation of the synthetic image
-    with the mask (the recipient's own lesions, when given, are left out of the segmentation)."""
-    inserted = inserted & brain
-    if not inserted.any():
-        raise InputError("the lesion mask has no voxel inside the brain")
-    report: dict[str, float] = {"lesion_voxels": int(inserted.sum())}
-    if recipient_t1 is not None:
-        own = [recipient_lesion] if recipient_lesion is not None else []
-        nawm = lesion_measures.normal_white_matter(recipient_t1, brain, [inserted, *own])
-        report["synthetic_lesion_to_nawm"] = _ratio(synthetic, inserted, nawm)
-    if source_image is not None and source_lesion is not None and source_brain is not None and source_t1 is not None:
-        source_nawm = lesion_measures.normal_white_matter(source_t1, source_brain, [source_lesion])
-        report["real_lesion_to_nawm"] = _ratio(source_image, source_lesion & source_brain, source_nawm)
-    segmented = lesion_measures.hyperintensities(synthetic, brain)
-    if recipient_lesion is not None:  # the recipient's own lesions are not the drawn ones
-        segmented &= ~(recipient_lesion & ~inserted)
-    report["hyperintense_voxels"] = int(segmented.sum())
-    report["dice_hyperintensities_vs_mask"] = lesion_measures.dice(segmented, inserted)
-    return report
+from ..runtime.reporting import Reporter
 
 
 @dataclass
@@ -151,9 +79,9 @@ def add_lesion(inputs: dict[str, Path], lesion_mask: Path, target: str, out: Pat
     Every argument (the model, default the shipped lesion model; the target, the outputs, the source subject, the
     mask's grid) is checked before the synthesis, and the measures are computed before anything is written: a
     refusal leaves no file behind."""
-    from .device import set_threads
-    from .model_loading import lesion_model_path
-    from .session import SynthesisRequest, SynthesisSession
+    from ..runtime.device import set_threads
+    from ..runtime.model_loading import lesion_model_path
+    from ..runtime.session import SynthesisRequest, SynthesisSession
 
     set_threads(threads)
     if not inputs:

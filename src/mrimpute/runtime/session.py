@@ -2,7 +2,7 @@
 plan -> run -> write, shared by `synth` (one subject or a dataset), `add-lesion`, `demo`, `eval` and `bench`.
 
 `plan` checks a request once, before any work (the model has the inputs and targets, the outputs may be written,
-the folders made for them); `run` synthesises (the engine in pipeline.synthesize); `write` writes the volumes, the
+the folders made for them); `run` synthesises (the engine in runtime.synthesize); `write` writes the volumes, the
 maps and the provenance sidecars. `synthesize` does all three; `synthesize_subject` is `mrimpute synth`'s one call.
 `normalise` and `products` are the lower entry points for arrays already loaded (eval, bench).
 """

@@ -1,4 +1,4 @@
-"""The measurement of one `mrimpute bench` case (see pipeline.bench), run in a fresh process of its own
+"""The measurement of one `mrimpute bench` case (see pipeline.bench.job), run in a fresh process of its own
 (`case_main`, the case as JSON on stdin) or in the bench's process: the plain eager reference and the fast paths of
 synthesis and of a training step, each timed after a warm-up, with its peak memory."""
 
@@ -13,20 +13,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import SLICE_AXES, ModelConfig
-from ..data.slices import TARGET_PREFIX, SliceSampler
-from ..data.subjects import discover_subjects, load_subject
-from ..io.checkpoint import load_checkpoint
-from ..io.nifti import load_volume
-from ..model.losses import SynthesisLoss, synthesis_loss
-from ..model.network import SynthesisNet, use_reference_layers
-from .device import autocast, choose_precision, grad_scaler, resolve_device, set_threads
-from .model_loading import OpenModel, default_model_path
-from .prepared_inputs import normalise_inputs
-from .session import SynthesisSession
-from .synthesize import Product
-from .train_settings import TrainSettings
-from .train_steps import Stepper, train_step
+from ...config import SLICE_AXES, ModelConfig
+from ...data.slices import TARGET_PREFIX, SliceSampler
+from ...data.subjects import discover_subjects, load_subject
+from ...io.checkpoint import load_checkpoint
+from ...io.nifti import load_volume
+from ...model.losses import SynthesisLoss, synthesis_loss
+from ...model.network import SynthesisNet, use_reference_layers
+from ...runtime.device import autocast, choose_precision, grad_scaler, resolve_device, set_threads
+from ...runtime.model_loading import OpenModel, default_model_path
+from ...runtime.prepared_inputs import normalise_inputs
+from ...runtime.session import SynthesisSession
+from ...runtime.synthesize import Product
+from ...runtime.train_settings import TrainSettings
+from ...runtime.train_steps import Stepper, train_step
 
 MODALITIES = ["t1", "t1c", "t2", "flair"]
 INPUTS = ("t1", "t1c", "t2")

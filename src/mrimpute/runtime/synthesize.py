@@ -1,5 +1,5 @@
 """The synthesis engine for one subject: normalise, crop, run slice by slice (along any axis, merging several),
-restore the grid; the uncertainty and fusion maps come from the same latents. pipeline.session plans a request,
+restore the grid; the uncertainty and fusion maps come from the same latents. runtime.session plans a request,
 runs it here (run_synthesis) and writes the result; synthesize_products is the array-level entry point."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import torch
 
 from ..config import SLICE_AXES
 from ..data.intensity import bounding_box, crop_padded, paste
-from ..data.lesions import load_lesion_mask
 from ..data.normaliser import Scaling
 from ..errors import CheckpointError, InputError
 from ..io.nifti import Volume, check_same_grid, load_volume, require_brain
+from ..lesions.masks import load_lesion_mask
 from ..model.network import POOLING_GRID, RECEPTIVE_RADIUS, SynthesisNet
 from .latent_maps import check_explainable, decoding_spread, fusion_winner
 from .model_loading import OpenModel, open_model
@@ -173,17 +173,6 @@ def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask
     return {p: np.where(mask, np.moveaxis(r, 0, axis_index), 0).astype(r.dtype) for p, r in results.items()}
 
 
-def synthesize_subsets(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray,
-                       requests: list[tuple[tuple[str, ...], str]], device: torch.device, batch_size: int = 0,
-                       reporter: Reporter | None = None, axis: str | None = None, exact: bool = True
-                       ) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
-    """Synthesise each (input subset, target) request; each input encoded once per batch of slices (a shorthand
-    for synthesize_products with synthesis products only)."""
-    products = [Product("synthesis", subset, target) for subset, target in requests]
-    results = synthesize_products(model, inputs, mask, products, device, batch_size, reporter, axis, exact=exact)
-    return {(p.subset, p.target): results[p] for p in products}
-
-
 def check_extras(model: OpenModel, explain: bool = False, lesion: object = None) -> None:
     """Refuse --explain for a fusion without a winner, and a lesion mask for a model without a lesion channel."""
     if explain:
@@ -198,7 +187,7 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model: Path | OpenMo
                views: list[str] | None = None, merge: str = "mean", uncertainty: bool = False, explain: bool = False,
                lesion: np.ndarray | Path | None = None, exact: bool = True, skull_strip: bool = False,
                check_findings=None) -> SynthesisResult:
-    """Library entry point: check the request, then run_synthesis (the commands go through pipeline.session,
+    """Library entry point: check the request, then run_synthesis (the commands go through runtime.session,
     whose plan makes these checks once).
 
     model: a checkpoint (default: the shipped one) or a model opened once (open_model) for many calls."""
