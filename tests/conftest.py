@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
@@ -67,3 +69,17 @@ def one_line_error(result, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], result.output
     return lines[0]
+
+
+HEADER_FIELDS = ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d", "qoffset_x",
+                 "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "xyzt_units")
+
+
+def assert_same_header(written: nib.Nifti1Image, reference: nib.Nifti1Image) -> None:
+    """The written image keeps the reference's grid: shape, affine, qform/sform and every geometry header field."""
+    assert written.shape == reference.shape
+    assert np.array_equal(written.affine, reference.affine)
+    assert np.array_equal(written.get_qform(), reference.get_qform())
+    assert np.array_equal(written.get_sform(), reference.get_sform())
+    for name in HEADER_FIELDS:
+        assert np.array_equal(written.header[name], reference.header[name]), name

@@ -29,11 +29,9 @@ from mrimpute.cli.app import app  # noqa: E402
 from mrimpute.errors import InputError  # noqa: E402
 from mrimpute.io.nifti import load_volume  # noqa: E402
 
-from conftest import write_subject  # noqa: E402
+from conftest import assert_same_header, write_subject  # noqa: E402
 
 RUNNER = CliRunner(env={"COLUMNS": "200"})
-HEADER_FIELDS = ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
-                 "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z")
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -107,15 +105,6 @@ def test_symlink_loop_is_not_reported_as_missing(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------- good inputs
 
 
-def assert_same_grid_header(written: nib.Nifti1Image, reference: nib.Nifti1Image) -> None:
-    assert written.shape == reference.shape
-    assert np.array_equal(written.affine, reference.affine)
-    assert np.array_equal(written.get_qform(), reference.get_qform())
-    assert np.array_equal(written.get_sform(), reference.get_sform())
-    for name in HEADER_FIELDS:
-        assert np.array_equal(written.header[name], reference.header[name]), name
-
-
 def write_typed(folder: Path, kind: str) -> dict[str, Path]:
     """t1 and t2 of the phantom stored as `kind`: int8, uint16, float64, or int16 with a scl_slope."""
     volumes, paths = phantom(), {}
@@ -153,7 +142,7 @@ def test_voxel_types_are_read(kind: str, random_model: Path, tmp_path: Path) -> 
     written = nib.load(out)
     assert written.get_data_dtype() == np.float32
     assert np.asanyarray(written.dataobj).dtype == np.float32
-    assert_same_grid_header(written, reference)
+    assert_same_header(written, reference)
     assert np.isfinite(written.get_fdata()).all()
     # the output and its sidecar, nothing partial
     assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]
@@ -172,7 +161,7 @@ def test_output_keeps_the_first_inputs_header(codes: str, random_model: Path, tm
     assert crash is None and code == 0, stderr
     assert checksums(tmp_path / "subject") == before
     written = nib.load(out)
-    assert_same_grid_header(written, reference)
+    assert_same_header(written, reference)
     data = np.asanyarray(written.dataobj)
     background = (np.asanyarray(reference.dataobj) == 0) & (np.asanyarray(nib.load(inputs["t2"]).dataobj) == 0)
     assert background.any() and (~background).any()
@@ -193,7 +182,7 @@ def test_out_dir_writes_every_missing_contrast(subject: dict[str, Path], random_
     for path in out_dir.glob("*.nii.gz"):
         written = nib.load(path)
         assert written.get_data_dtype() == np.float32
-        assert_same_grid_header(written, reference)
+        assert_same_header(written, reference)
 
 
 def test_force_overwrites_an_existing_output(subject: dict[str, Path], random_model: Path, tmp_path: Path) -> None:
@@ -209,4 +198,4 @@ def test_force_overwrites_an_existing_output(subject: dict[str, Path], random_mo
     assert sorted(p.name for p in out.parent.iterdir()) == ["flair.json", "flair.nii.gz"]
     written = nib.load(out)
     assert written.get_data_dtype() == np.float32
-    assert_same_grid_header(written, nib.load(subject["t1"]))
+    assert_same_header(written, nib.load(subject["t1"]))

@@ -16,7 +16,7 @@ score() {  # score <model> <out-dir> [more eval options]: the test split, single
         --subsets single+rest --threads 1 --out-dir "$out" "$@"
 }
 score models/default.pt "$RUNS/old-default"
-score models/default.pt "$RUNS/replica" --baseline replica
+score "$V2" "$RUNS/replica" --baseline replica  # the forest on the run's own training subjects and normaliser
 score "$V2" "$RUNS/v2" --uncertainty
 [ -f "$HEADS" ] || $M train-uncertainty --model "$V2" --data "$DATA" --split "$SPLIT" --out "$HEADS" \
     --epochs 20 --steps-per-epoch 50 --threads 1 --device cpu
