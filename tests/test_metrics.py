@@ -280,3 +280,32 @@ def test_ssim_of_a_thin_slab_uses_a_window_that_fits() -> None:
         region = np.ones(truth.shape, dtype=bool)
         assert _ssim(Pair(truth.copy(), truth, region, 1.0)) == pytest.approx(1.0)
         assert _ssim(Pair(rng.random(truth.shape).astype(np.float32), truth, region, 1.0)) < 0.2  # unrelated
+
+
+def test_the_forest_baseline_resumes_from_its_kept_predictions(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from mrimpute.baselines.replica import ReplicaRegressor
+    from mrimpute.config import ModelConfig
+    from mrimpute.io.checkpoint import save_checkpoint
+    from mrimpute.model.network import SynthesisNet
+
+    for name, seed in (("train1", 1), ("test1", 3), ("test2", 4)):
+        write_subject(tmp_path / "data" / name, seed=seed, shape=(24, 20, 8))
+    config = ModelConfig(inputs=["t1", "t2", "flair"], outputs=["flair", "t2"], width=0.125)
+    torch.manual_seed(0)
+    model = tmp_path / "model.pt"
+    save_checkpoint(model, config, SynthesisNet(config).state_dict(), {"training_subjects": ["train1"]})
+    settings = EvalSettings(data=tmp_path / "data", model=model, subjects=["test1", "test2"], subsets="t1;t1,t2",
+                            device="cpu", baseline="replica", baseline_cache=tmp_path / "cache")
+    fits = []
+    fit = ReplicaRegressor.fit
+    monkeypatch.setattr(ReplicaRegressor, "fit", lambda self, subjects: fits.append(1) or fit(self, subjects))
+    first = evaluate(settings)
+    # forest by forest: flair from t1, flair from t1+t2, t2 from t1 (t1+t2 has no t2 input) — each fitted once
+    assert len(fits) == 3 and len(list((tmp_path / "cache").glob("*.npy"))) == 3 * 2
+    monkeypatch.setattr(ReplicaRegressor, "fit", lambda self, subjects: pytest.fail("refitted a kept forest"))
+    assert evaluate(settings) == first
+    next(iter((tmp_path / "cache").glob("flair-from-t1-*.npy"))).unlink()  # one prediction lost: its forest again
+    monkeypatch.setattr(ReplicaRegressor, "fit", lambda self, subjects: fits.append(1) or fit(self, subjects))
+    assert evaluate(settings) == first and len(fits) == 4

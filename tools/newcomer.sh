@@ -103,6 +103,21 @@ else
     step "no ../shared/data/raw/mslong01 beside the clone: the preprocess lines are skipped"
 fi
 
+if [ -d "$SHARED/raw/clinical01" ]; then
+    step "A clinical session: raw/clinical01's six series as .nii, preprocess, then FLAIR from T1+DWI on the T1's grid"
+    mkdir -p "$WORK/clinical" && cd "$WORK/clinical"
+    for pair in T1:t1_se_fs_series901 T1_post:t1_se_fs_series1201 T2:t2_tse_series401 FLAIR:flair_series701 \
+                DWI_trace:dwi_trace_series304 ADC:adc_series303; do
+        gunzip -c "$SHARED/raw/clinical01/${pair#*:}.nii.gz" > "${pair%%:*}.nii"
+    done
+    run mrimpute preprocess --ref t1=T1.nii --t1c T1_post.nii --t2 T2.nii --flair FLAIR.nii --dwi DWI_trace.nii \
+        --adc ADC.nii --inplane 1 --skull-strip --out-dir session/
+    run mrimpute synth --t1 session/t1.nii.gz --dwi session/dwi.nii.gz --target flair --native-ref t1 --out flair_synth.nii.gz
+    expect flair_synth.nii.gz flair_synth.json
+else
+    step "no ../shared/data/raw/clinical01 beside the clone: the clinical session lines are skipped"
+fi
+
 step "A whole dataset (adapted: a two-subject BIDS study instead of the README's /data/study)"
 STUDY=$WORK/study
 for s in 01 02; do

@@ -141,7 +141,8 @@ def _eval_settings(args: SimpleNamespace, reports_dir: Path) -> EvalSettings:
         data=args.data, model=args.model, subjects=chosen, held_out=args.part if args.split else None,
         targets=parse_modality_list(args.targets) if args.targets else None, subsets=args.subsets,
         device=args.device, qc_dir=reports_dir / "qc" if args.qc else None, baseline=args.baseline,
-        baseline_data=args.baseline_data, views=parse_views(args.axis, args.views, args.merge), merge=args.merge,
+        baseline_data=args.baseline_data, baseline_cache=reports_dir / "forest-cache" if args.baseline else None,
+        views=parse_views(args.axis, args.views, args.merge), merge=args.merge,
         striping_axis=parse_axis(args.striping_axis) if args.striping_axis else None,
         uncertainty=args.uncertainty, lesion_input=args.lesion_input)
 
@@ -223,7 +224,8 @@ def eval_command(
     force: bool = typer.Option(False, help="Overwrite earlier reports."),
     update_card: bool = typer.Option(False, help="Add the table to the model's card (<model>.md)."),
     baseline: Optional[str] = typer.Option(None, help="Score a baseline instead of the model: 'replica' (random "
-                                           "forest, trained on the model's training subjects)."),
+                                           "forest, trained on the model's training subjects; each prediction is kept "
+                                           "in OUT-DIR/forest-cache, so a rerun fits only the forests still missing)."),
     baseline_data: Optional[Path] = typer.Option(None, help="Where the baseline's training subjects are "
                                                  "(default: --data)."),
     folds: int = typer.Option(0, min=0, help="Cross-validate: train on K-1 folds of --data, score the held-out fold."),

@@ -3,6 +3,9 @@ subjects named here), and `forest_synthesis`, which writes one forest synthesis 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,7 @@ class ReplicaPredictor:
 
     def __init__(self, train_data: Path, subjects: list[str], modalities: list[str], seed: int = 0,
                  reporter: Reporter | None = None, normaliser: Normaliser = Normaliser(),
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, cache_dir: Path | None = None) -> None:
         found = {s.name: s for s in discover_subjects(train_data)}
         missing = [name for name in subjects if name not in found]
         if missing or not subjects:
@@ -46,6 +49,7 @@ class ReplicaPredictor:
         self._loaded: dict[str, LoadedSubject] = {}
         self._forests: dict[tuple[tuple[str, ...], str], ReplicaRegressor] = {}
         self.used: dict[tuple[tuple[str, ...], str], list[str]] = {}  # (subset, target) -> subjects it learnt from
+        self.cache_dir = cache_dir  # each prediction kept here: a rerun (next session) fits only what is missing
 
     def _subject(self, index: int) -> LoadedSubject:
         """A training subject with every one of `modalities` it has, loaded once (encoder units; targets in paper
@@ -67,18 +71,85 @@ class ReplicaPredictor:
         loaded = [self._subject(i) for i in usable]
         return [({**{m: s.volumes[m] for m in subset}, target: s.targets[target]}, s.mask) for s in loaded]
 
+    def _fit(self, subset: tuple[str, ...], target: str) -> ReplicaRegressor:
+        training = self._training_set(subset, target)
+        self.reporter.message(f"fitting the REPLICA-style forest for {target} from {'+'.join(subset)} on "
+                              f"{', '.join(self.used[(subset, target)])}")
+        return ReplicaRegressor(subset, target, seed=self.seed, n_jobs=self.n_jobs).fit(training)
+
+    def _cached(self, subset: tuple[str, ...], target: str, inputs: dict[str, np.ndarray], mask: np.ndarray
+                ) -> Path | None:
+        """Where this prediction is kept: named by the forest (subset, target, seed, training subjects, normaliser)
+        and by the input volumes' bytes."""
+        if self.cache_dir is None:
+            return None
+        recipe = json.dumps([subset, target, self.seed, [s.name for s in self.subjects], self.normaliser.name])
+        digest = hashlib.sha256(recipe.encode())
+        for array in (mask, *(inputs[m] for m in subset)):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return self.cache_dir / f"{target}-from-{'+'.join(subset)}-{digest.hexdigest()[:20]}.npy"
+
+    def _store(self, path: Path | None, volume: np.ndarray, mask: np.ndarray) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            with partial.open("wb") as handle:
+                np.save(handle, volume[mask])
+            os.replace(partial, path)
+
+    def prepare(self, requests: list[tuple[dict[str, np.ndarray], np.ndarray, list[tuple[str, ...]], str]]) -> None:
+        """With a cache: forest by forest, fit each (subset, target) some request still lacks, predict every request
+        that needs it, keep the predictions and let the forest go (so an interrupted run loses one forest at most)."""
+        if self.cache_dir is None:
+            return
+        keys = list(dict.fromkeys((subset, target) for _, _, subsets, target in requests for subset in subsets))
+        for subset, target in keys:
+            pending = [(inputs, mask) for inputs, mask, subsets, t in requests if t == target and subset in subsets
+                       and not self._cached(subset, target, inputs, mask).is_file()]
+            if pending:
+                forest = self._fit(subset, target)
+                for inputs, mask in pending:
+                    self._store(self._cached(subset, target, inputs, mask), forest.predict(inputs, mask), mask)
+
     def __call__(self, inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
                  target: str) -> dict[tuple[str, ...], np.ndarray]:
         results = {}
         for subset in subsets:
-            key = (subset, target)
-            if key not in self._forests:
-                training = self._training_set(subset, target)
-                self.reporter.message(f"fitting the REPLICA-style forest for {target} from {'+'.join(subset)} on "
-                                      f"{', '.join(self.used[key])}")
-                self._forests[key] = ReplicaRegressor(subset, target, seed=self.seed, n_jobs=self.n_jobs).fit(training)
-            results[subset] = self._forests[key].predict(inputs, mask)
+            path = self._cached(subset, target, inputs, mask)
+            if path is not None and path.is_file():
+                results[subset] = np.zeros(mask.shape, dtype=np.float32)
+                results[subset][mask] = np.load(path)
+                continue
+            if (subset, target) not in self._forests:
+                self._forests[(subset, target)] = self._fit(subset, target)
+            results[subset] = self._forests[(subset, target)].predict(inputs, mask)
+            self._store(path, results[subset], mask)
         return results
+
+
+def replica_for_eval(session, settings, reporter: Reporter, requests):
+    """`eval --baseline replica`'s predictor in the model predictor's form ((view, subset) -> {"synthesis": ...}):
+    forests trained on the subjects the model trained on, with its normaliser; with settings.baseline_cache they
+    are fitted forest by forest over the `requests` ((target, subsets, inputs, mask, volumes) of every subject)
+    first, each prediction kept there."""
+    if settings.baseline != "replica":
+        raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
+    if settings.views or settings.uncertainty:
+        raise InputError("--views, --axis and --uncertainty apply to the model, not to --baseline")
+    config = session.config
+    training = session.model.metadata.get("training_subjects", [])
+    modalities = list(dict.fromkeys(config.inputs + config.outputs))
+    forest = ReplicaPredictor(settings.baseline_data or settings.data, training, modalities, reporter=reporter,
+                              normaliser=session.normaliser, cache_dir=settings.baseline_cache)
+    if settings.baseline_cache is not None:
+        forest.prepare([(inputs, mask, subsets, target) for target, subsets, inputs, mask, _ in requests])
+
+    def predict(inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
+                target: str, lesion: np.ndarray | None = None) -> dict:
+        answers = forest(inputs, mask, subsets, target)
+        return {("", subset): {"synthesis": volume} for subset, volume in answers.items()}
+
+    return predict
 
 
 def forest_synthesis(train_data: Path, subjects: list[str], inputs: dict[str, Path], target: str, out: Path,

@@ -51,6 +51,7 @@ class EvalSettings:
     qc_dir: Path | None = None
     baseline: str | None = None  # "replica": score the REPLICA-style forest instead of the model
     baseline_data: Path | None = None  # where the baseline's training subjects are (default: data)
+    baseline_cache: Path | None = None  # where the baseline keeps each prediction, so a rerun resumes (eval: reports)
     views: list[str] | None = None  # slice axes to synthesise along: rows per view (and merged), with striping
     merge: str = "mean"  # how several views are merged: mean or median
     striping_axis: str | None = None  # the axis striping is measured across (default: the model's slice axis)
@@ -100,46 +101,45 @@ def evaluate(settings: EvalSettings, reporter: Reporter | None = None) -> list[d
         if unknown:
             raise InputError(f"{settings.data}: no subject named {', '.join(sorted(unknown))}")
         subjects = [s for s in subjects if s.name in settings.subjects]
-    predict = _predictor(session, settings, reporter)
+    predict = _predictor(session, settings, reporter, subjects)
     rows = [row for subject in subjects for row in _subject_rows(subject, session, settings, predict, reporter)]
     if not rows:
         raise InputError(f"{settings.data}: nothing to evaluate (no subject has a target and another input)")
     return rows
 
 
-def _predictor(session: SynthesisSession, settings: EvalSettings, reporter: Reporter):
+def _predictor(session: SynthesisSession, settings: EvalSettings, reporter: Reporter, subjects: list):
     """The model's predictor, or the REPLICA-style forest's (--baseline replica) trained on the subjects the model
-    trained on."""
+    trained on (with settings.baseline_cache, fitted forest by forest over every subject's requests first)."""
     if not settings.baseline:
         return _model_predictor(session, reporter, settings)
-    if settings.baseline != "replica":
-        raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
-    from .baseline import ReplicaPredictor
+    from .baseline import replica_for_eval
 
-    if settings.views or settings.uncertainty:
-        raise InputError("--views, --axis and --uncertainty apply to the model, not to --baseline")
+    requests = (request for subject in subjects for request in _requests(subject, session, settings))
+    return replica_for_eval(session, settings, reporter, requests)
+
+
+def _requests(subject, session: SynthesisSession, settings: EvalSettings, reporter: Reporter | None = None):
+    """For each target the subject has: (target, input subsets, normalised inputs, their mask, the volumes)."""
     config = session.config
-    training = session.model.metadata.get("training_subjects", [])
-    modalities = list(dict.fromkeys(config.inputs + config.outputs))
-    return _synthesis_only(ReplicaPredictor(settings.baseline_data or settings.data, training, modalities,
-                                            reporter=reporter, normaliser=session.normaliser))
-
-
-def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, predict, reporter: Reporter
-                  ) -> list[dict]:
-    """The rows of one subject: each target it has from each input subset, scored (and its QC picture)."""
-    config, rows = session.config, []
     present = [m for m in dict.fromkeys(config.inputs + config.outputs) if m in subject.files]
     volumes = {m: load_volume(subject.files[m]) for m in present}
     check_same_grid(list(volumes.values()))
     for target in [t for t in (settings.targets or config.outputs) if t in volumes]:
         available = [m for m in config.inputs if m in volumes and m != target]
         subsets = parse_subsets(settings.subsets, available)
-        if not subsets:
-            continue
-        prepared = session.normalise({m: volumes[m].data for m in available})
-        inputs, mask = prepared.volumes, prepared.mask
-        reporter.message(f"{subject.name}: {target} from {len(subsets)} input subset(s)")
+        if subsets:
+            prepared = session.normalise({m: volumes[m].data for m in available})
+            if reporter is not None:
+                reporter.message(f"{subject.name}: {target} from {len(subsets)} input subset(s)")
+            yield target, subsets, prepared.volumes, prepared.mask, volumes
+
+
+def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, predict, reporter: Reporter
+                  ) -> list[dict]:
+    """The rows of one subject: each target it has from each input subset, scored (and its QC picture)."""
+    config, rows = session.config, []
+    for target, subsets, inputs, mask, volumes in _requests(subject, session, settings, reporter):
         lesion = _lesion_mask(subject, volumes[target])
         drawn = lesion if config.lesion_channel and settings.lesion_input else None
         results = predict(inputs, mask, subsets, target, drawn)
@@ -180,17 +180,6 @@ def _model_predictor(session: SynthesisSession, reporter: Reporter, settings: Ev
             per_view[merged_label(views, settings.merge)] = merge_views(list(per_view.values()), settings.merge)
         return {(view if settings.views else "", subset): {k: results[Product(k, subset, target)] for k in kinds}
                 for view, results in per_view.items() for subset in subsets}
-
-    return predict
-
-
-def _synthesis_only(predictor):
-    """A baseline's {subset: volume} answers in the model predictor's form."""
-
-    def predict(inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
-                target: str, lesion: np.ndarray | None = None) -> Prediction:
-        answers = predictor(inputs, mask, subsets, target)
-        return {("", subset): {"synthesis": volume} for subset, volume in answers.items()}
 
     return predict
 
