@@ -4,8 +4,8 @@ subjects named here), and `forest_synthesis`, which writes one forest synthesis 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +14,16 @@ from ..baselines.replica import ReplicaRegressor
 from ..data.normaliser import Normaliser
 from ..data.subjects import LoadedSubject, discover_subjects, load_subject
 from ..errors import InputError
+from ..io.atomic import write_atomically
 from ..io.nifti import check_same_grid, load_volume, save_like
 from ..runtime.prepared_inputs import normalise_inputs
 from ..runtime.reporting import Reporter
+
+
+def _npy_bytes(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    return buffer.getvalue()
 
 
 def _default_jobs() -> int:
@@ -92,10 +99,7 @@ class ReplicaPredictor:
     def _store(self, path: Path | None, volume: np.ndarray, mask: np.ndarray) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            with partial.open("wb") as handle:
-                np.save(handle, volume[mask])
-            os.replace(partial, path)
+            write_atomically(path, lambda tmp: tmp.write_bytes(_npy_bytes(volume[mask])), force=True)
 
     def prepare(self, requests: list[tuple[dict[str, np.ndarray], np.ndarray, list[tuple[str, ...]], str]]) -> None:
         """With a cache: forest by forest, fit each (subset, target) some request still lacks, predict every request
