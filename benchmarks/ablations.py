@@ -80,13 +80,19 @@ class Runner:
     def __init__(self, out: Path, dry_run: bool) -> None:
         self.out, self.dry_run, self.log = out, dry_run, []
 
-    def __call__(self, *args: str, done_when: Path) -> None:
-        command = [sys.executable, "-m", "mrimpute", *args]
+    def __call__(self, *args: str, done_when: Path, resumable: bool = False) -> None:
+        """Run one command unless `done_when` exists. A resumable (training) command whose checkpoint exists but
+        which this log does not record as finished was interrupted (its best checkpoint is written every improving
+        epoch): it is run again with --resume, which continues it, or only closes it when its epochs are done."""
         shown = "mrimpute " + shlex.join(args)
-        if done_when.exists():
+        if done_when.exists() and (not resumable or self.finished(shown)):
             print(f"# done already ({done_when}): {shown}", flush=True)
             return
-        print(shown, flush=True)
+        interrupted = done_when.exists()
+        if interrupted:
+            args = (*args, "--resume")
+        command = [sys.executable, "-m", "mrimpute", *args]
+        print(f"{shown} --resume  # interrupted before: continued" if interrupted else shown, flush=True)
         if self.dry_run:
             return
         start = time.perf_counter()
@@ -95,6 +101,12 @@ class Runner:
         self.save()
         if status != 0:
             sys.exit(f"failed ({status}): {shown}")
+
+    def finished(self, shown: str) -> bool:
+        """Whether the log records this command as run to its end (exit status 0), now or in an earlier run."""
+        path = self.out / "ablations.json"
+        earlier = json.loads(path.read_text()) if path.exists() else []
+        return any(e["command"] == shown and e["exit"] == 0 for e in earlier + self.log)
 
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     def train(name: str, extra: list[str]) -> Path:
         checkpoint = models / f"{name}.pt"
         run("train", *common, "--inputs", modalities, "--outputs", modalities, *extra, "--out", str(checkpoint),
-            done_when=checkpoint)
+            done_when=checkpoint, resumable=True)
         return checkpoint
 
     def evaluate(name: str, checkpoint: Path, targets: str | None = None) -> Path:
@@ -139,10 +151,10 @@ def main(argv: list[str] | None = None) -> None:
         if experiment == "decoder":
             parent = models / f"{PARENT}.pt"
             run("train", *common, "--inputs", modalities, "--outputs", "t1,t2,flair", "--out", str(parent),
-                done_when=parent)
+                done_when=parent, resumable=True)
             isolated = models / f"{ISOLATED}.pt"
             run("train-decoder", "--model", str(parent), "--output", NEW_OUTPUT, *_without(common, ("--width",)),
-                "--out", str(isolated), done_when=isolated)
+                "--out", str(isolated), done_when=isolated, resumable=True)
             joint = evaluate(f"{BASE}-{NEW_OUTPUT}", models / f"{BASE}.pt", NEW_OUTPUT)
             compare(experiment, [joint, evaluate(ISOLATED, isolated, NEW_OUTPUT)])
             continue

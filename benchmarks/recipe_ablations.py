@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         options = {**common, **(sizes or {})}
         checkpoint = models / f"{name}.pt"
         run("train", *[x for kv in options.items() for x in kv], *flags, "--out", str(checkpoint),
-            done_when=checkpoint)
+            done_when=checkpoint, resumable=True)
         folder = evals / name
         run("eval", "--model", str(checkpoint), "--data", str(args.data), "--split", str(args.split), "--part",
             "validation", "--subsets", args.subsets, "--no-qc", "--threads", str(args.threads), "--device", "cpu",

@@ -6,8 +6,10 @@ import csv
 import importlib.util
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -139,9 +141,11 @@ def test_ablations_script_runs_the_new_decoder_experiment(tmp_path: Path, monkey
     from mrimpute.phantom import write_subject
 
     ablations = _load("ablations")
+    ran: list[list[str]] = []
 
     def in_process(command: list[str]) -> SimpleNamespace:
         assert command[:3] == [sys.executable, "-m", "mrimpute"]
+        ran.append(command[3:])
         return SimpleNamespace(returncode=CliRunner().invoke(app, command[3:]).exit_code)
 
     monkeypatch.setattr(ablations.subprocess, "run", in_process)
@@ -162,5 +166,33 @@ def test_ablations_script_runs_the_new_decoder_experiment(tmp_path: Path, monkey
     before = (out / "ablations.json").read_text()
     ablations.main(argv)  # resumable: everything is done already
     assert (out / "ablations.json").read_text() == before
+    # a training whose checkpoint exists but which never finished (the log lacks it) is continued with --resume
+    interrupted = log[2]["command"]
+    (out / "ablations.json").write_text(json.dumps([e for e in log if e["command"] != interrupted]))
+    ran.clear()
+    ablations.main(argv)
+    assert ran == [[*shlex.split(interrupted)[1:], "--resume"]]
+    assert json.loads((out / "ablations.json").read_text())[-1] == {**log[2], "seconds": ANY}
     with pytest.raises(SystemExit):
         ablations.main([*argv[:4], "--experiments", "nonsense"])
+
+
+def test_lesion_contrast_judges_each_case_against_the_real_lesions(tmp_path: Path) -> None:
+    """benchmarks/lesion_contrast.py reads add-lesion's report (a case whose report exists is not rerun), gives the
+    synthetic contrast relative to the real one and the 15% verdict, and writes Markdown, CSV and JSON tables."""
+    contrast = _load("lesion_contrast")
+    cases = contrast.cases(tmp_path / "data")
+    assert {c["case"].split()[0] for c in cases} == {"ms07", "brats18-tcia02-370", "brats18-cbica-aqo"}
+    assert [c["ref"] is not None for c in cases].count(True) == 1  # only the atlas case moves the mask
+    rows = []
+    for case, synthetic in zip(cases[:2], (1.30, 1.10)):
+        slug = case["case"].split(",")[0].replace(" ", "-") + "-" + "+".join(case["inputs"])
+        (tmp_path / f"{slug}.json").write_text(json.dumps({"synthetic_lesion_to_nawm": synthetic,
+                                                           "real_lesion_to_nawm": 1.40,
+                                                           "dice_hyperintensities_vs_mask": 0.5}))
+        rows.append(contrast.measure(case, Path("never-run.pt"), tmp_path, threads=1, force=False))
+    assert [r["relative"] for r in rows] == [round(1.30 / 1.40 - 1, 4), round(1.10 / 1.40 - 1, 4)]
+    assert [r["within 15%"] for r in rows] == [True, False]
+    written = contrast.write(rows, tmp_path, Path("models/lesion.pt"))
+    assert [p.name for p in written] == ["lesion_contrast.md", "lesion_contrast.csv", "lesion_contrast.json"]
+    assert json.loads(written[2].read_text())["rows"] == rows

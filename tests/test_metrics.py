@@ -252,6 +252,9 @@ def test_compare_through_the_cli_writes_both_tables(tmp_path: Path) -> None:
         wide = list(csv.DictReader(handle))
     assert [r["inputs"] for r in wide] == ["t1", "t2", "pooled"] and "psnr replica" in wide[0]
     assert (tmp_path / "cmp" / "comparison_tests.csv").is_file()
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text().splitlines()
+    assert markdown[2].startswith("| target | inputs | n | ") and len(markdown) == 4 + len(wide)
+    assert markdown[-1].startswith(f"| {wide[-1]['target']} | pooled | {wide[-1]['n']} | ")
     again = CliRunner().invoke(app, ["eval", *paths, "--out-dir", str(tmp_path / "cmp")])
     assert again.exit_code == 1 and "comparison.csv" in again.output  # no silent overwrite
 

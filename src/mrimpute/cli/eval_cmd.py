@@ -82,12 +82,15 @@ def _compare(paths: list[Path], protocol: str, out_dir: Path, force: bool) -> No
 
     from ..io.atomic import write_atomically
     from ..io.folders import ensure_folder
-    from ..pipeline.compare import compare_many, read_rows, run_label
+    from ..pipeline.compare import compare_many, markdown_table, read_rows, run_label
 
     labels = [run_label(p) for p in paths]
     if len(set(labels)) < len(labels):
         labels = [chr(ord("A") + i) for i in range(len(paths))]
     wide, long = compare_many([(label, read_rows(p)) for label, p in zip(labels, paths)], protocol)
+    runs = ", ".join(f"{label} = {p}" for label, p in zip(labels, paths))
+    title = (f"{runs} ({protocol} protocol; mean over subjects; * = differs from {labels[0]} with p < 0.05 in both a "
+             "paired t-test and a Wilcoxon signed-rank test)")
     ensure_folder(out_dir)
     written = []
     for name, rows in (("comparison.csv", wide), ("comparison_tests.csv", long)):
@@ -99,10 +102,10 @@ def _compare(paths: list[Path], protocol: str, out_dir: Path, force: bool) -> No
 
         write_atomically(out_dir / name, _write, force=force)
         written.append(out_dir / name)
-    runs = ", ".join(f"{label} = {p}" for label, p in zip(labels, paths))
-    console.print(make_table(f"{runs} ({protocol} protocol; mean over subjects; * = differs from {labels[0]} with "
-                             f"p < 0.05 in both a paired t-test and a Wilcoxon signed-rank test)", wide))
-    console.print(f"wrote {written[0]} and {written[1]}")
+    write_atomically(out_dir / "comparison.md", lambda tmp: tmp.write_text(markdown_table(title, wide)), force=force)
+    written.append(out_dir / "comparison.md")
+    console.print(make_table(title, wide))
+    console.print(f"wrote {', '.join(map(str, written))}")
 
 
 # eval --folds: each fold's model is trained as `train` trains one, with its defaults (TrainSettings, ModelConfig)

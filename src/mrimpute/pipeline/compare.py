@@ -147,3 +147,11 @@ def compare_many(runs: list[tuple[str, list[dict]]], protocol: str = "brain") ->
                              "better": _better(metric, a_common, b, runs[0][0], label) if significant else ""})
         wide.append(row)
     return wide, long
+
+
+def markdown_table(title: str, rows: list[dict]) -> str:
+    """The comparison as a Markdown table under its title (for notes and model cards)."""
+    header = list(rows[0])
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[name]) for name in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
