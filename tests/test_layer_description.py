@@ -76,6 +76,7 @@ VARIANTS = {
     "depth 2, 2.5D input": encoder_layers(3, 8, 0.25, levels=(32, 64)),
     "no pooling": encoder_layers(2, 8, 0.25, levels=(32,)),
     "three dense blocks": decoder_layers(8, 0.25, blocks=3),
+    "error head (no output ReLU)": decoder_layers(8, 0.25, bounded=False),
     "hand-written": Layers(3, (Convs("a", (6,)), Pool(), Dense("b", (5, 4)), Pool(), Convs("c", (7,)),
                                UpSkip("d", 6), UpSkip("e", 5), Dense("f", (4,)), Head("g", 2)), leaky=True),
 }

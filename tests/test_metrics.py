@@ -312,3 +312,23 @@ def test_the_forest_baseline_resumes_from_its_kept_predictions(tmp_path: Path, m
     next(iter((tmp_path / "cache").glob("flair-from-t1-*.npy"))).unlink()  # one prediction lost: its forest again
     monkeypatch.setattr(ReplicaRegressor, "fit", lambda self, subjects: fits.append(1) or fit(self, subjects))
     assert evaluate(settings) == first and len(fits) == 4
+
+
+def test_a_summary_with_an_undefined_correlation_is_written(tmp_path: Path) -> None:
+    """A constant uncertainty map has no Spearman correlation (NaN); the summary keeps it as NaN for its group
+    instead of failing after every volume was synthesised (statistics.stdev raised on NaN)."""
+    import json
+
+    from mrimpute.metrics import metric_names
+    from mrimpute.pipeline.evaluate import summarise, write_reports
+
+    rows = []
+    for i, rho in enumerate((0.4, float("nan"), 0.2)):
+        row = {"subject": f"s{i}", "target": "t1c", "subset": "t1", "n_inputs": 1, "protocol": "brain",
+               **{m: 0.5 + i for m in metric_names()}, "unc_pearson": rho, "unc_spearman": rho}
+        rows.append(row)
+    (entry,) = summarise(rows)
+    assert np.isnan(entry["unc_spearman"]) and np.isnan(entry["unc_spearman_sd"])
+    assert entry["ssim"] == pytest.approx(1.5) and entry["ssim_sd"] == pytest.approx(1.0)
+    _, summary = write_reports(rows, tmp_path)
+    assert json.loads(summary.read_text())["brain"][0]["n"] == 3

@@ -177,7 +177,7 @@ def test_learnt_error_heads_train_frozen_and_map_the_uncertainty(dataset: Path, 
     parent = train(_settings(dataset, tmp_path / "parent.pt"))
     heads = add_error_heads(parent, _settings(dataset, tmp_path / "heads.pt", epochs=3, lr=3e-3))
     payload = load_checkpoint(heads)
-    assert payload["config"]["error_heads"] == ["t2", "flair"]
+    assert payload["config"]["error_heads"] == ["t2", "flair"] and payload["config"]["error_head_form"] == "log"
     parent_weights = load_checkpoint(parent)["state_dict"]
     assert all(torch.equal(parent_weights[k], v) for k, v in payload["state_dict"].items() if k in parent_weights)
     history = load_checkpoint(last_checkpoint_path(heads))["train_state"]["history"]
@@ -186,10 +186,46 @@ def test_learnt_error_heads_train_frozen_and_map_the_uncertainty(dataset: Path, 
     learnt = synthesize(inputs, ["flair"], heads, "cpu", uncertainty=True)
     spread = synthesize(inputs, ["flair"], parent, "cpu", uncertainty=True)
     assert np.array_equal(learnt.outputs["flair"], spread.outputs["flair"])  # the synthesis itself is the parent's
-    assert learnt.uncertainty["flair"].min() >= 0 and np.isfinite(learnt.uncertainty["flair"]).all()
+    assert learnt.uncertainty["flair"][learnt.mask].min() > 0 and np.isfinite(learnt.uncertainty["flair"]).all()
     assert not np.allclose(learnt.uncertainty["flair"], spread.uncertainty["flair"])
     with pytest.raises(InputError, match="already has error heads"):
         add_error_heads(heads, _settings(dataset, tmp_path / "again.pt"))
+
+
+def test_the_error_heads_likelihood_learns_the_mean_absolute_error() -> None:
+    """The Laplace likelihood's minimiser is the conditional mean of |error| (not its median, which L1 learns: 0
+    for these errors, which are 0 on 60% of the pixels)."""
+    from mrimpute.model.error_head import laplace_nll
+
+    error = torch.zeros(1000)
+    error[:400] = torch.linspace(0.1, 1.0, 400)
+    log_scale = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.Adam([log_scale], lr=0.05)
+    for _ in range(600):
+        optimiser.zero_grad()
+        laplace_nll(log_scale.expand(1000), error).backward()
+        optimiser.step()
+    assert float(log_scale.exp()) == pytest.approx(float(error.mean()), rel=0.02)
+
+
+def test_error_heads_map_a_positive_error_and_read_their_first_form() -> None:
+    """A log-form head (no output ReLU) gives exp of its output, positive however negative the output; a checkpoint
+    whose config predates the form has ReLU heads read as they were trained (the expected |error| itself)."""
+    from mrimpute.config import ModelConfig
+    from mrimpute.model.network import ErrorHead, SynthesisNet
+
+    config = ModelConfig(inputs=["t1", "t2"], outputs=["t1", "t2"], width=0.125, error_heads=["t2"])
+    model = SynthesisNet(config).eval()
+    assert isinstance(model.error_heads["t2"], ErrorHead) and config.error_head_form == "log"
+    torch.nn.init.constant_(model.error_heads["t2"].head[0].bias, -20.0)  # far below any real log-error
+    with torch.no_grad():
+        latents = list(model.encode({"t1": torch.rand(1, 1, 16, 16)}).values())
+        raw, expected = model.error_head_output(latents, "t2"), model.expected_error(latents, "t2")
+    assert float(raw.max()) < -12 and float(expected.min()) > 0
+    legacy = {k: v for k, v in config.to_dict().items() if k != "error_head_form"}
+    first = SynthesisNet(ModelConfig.from_dict(legacy))
+    assert first.config.error_head_form == "relu" and isinstance(first.error_heads["t2"].head[-1], torch.nn.ReLU)
+    assert first.state_dict().keys() == model.state_dict().keys()
 
 
 def test_the_time_limit_counts_this_process_not_the_runs_earlier_sessions(dataset: Path, tmp_path: Path) -> None:

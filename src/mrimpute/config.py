@@ -59,6 +59,9 @@ class ModelConfig:
     slice_axis: str = "axial"
     extra: dict = field(default_factory=dict)
     error_heads: list[str] = field(default_factory=list)  # outputs with a learnt |error| head (uncertainty maps)
+    # what an error head outputs: "log" (the log of the expected |error|, trained by a Laplace likelihood) or "relu"
+    # (the expected |error| itself through a ReLU, trained by L1: the first form, read for its checkpoints)
+    error_head_form: str = "log"
 
     def __post_init__(self) -> None:
         """Refuse settings no network can be built from, with one line (ConfigError)."""
@@ -75,6 +78,8 @@ class ModelConfig:
             raise ConfigError(f"width {self.width}: must be positive")
         if set(self.error_heads) - set(self.outputs):
             raise ConfigError("an error head needs the output it predicts the error of")
+        if self.error_head_form not in ("log", "relu"):
+            raise ConfigError(f"unknown error head form '{self.error_head_form}': expected log or relu")
 
     @property
     def encoder_latent(self) -> int:
@@ -87,4 +92,6 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
+        if values.get("error_heads") and "error_head_form" not in values:  # heads saved before the form was recorded
+            values = {**values, "error_head_form": "relu"}
         return cls(**values)

@@ -134,15 +134,17 @@ def _up_skip(conv: nn.Conv2d, padded: torch.Tensor, merge: torch.Tensor, leaky: 
     return ("padded", fill_border(merge))
 
 
-def _head(conv: nn.Conv2d, state: tuple, leaky: bool) -> tuple:
-    """A 1x1 convolution; after a dense block, the sum of its output's and its input's parts (no concatenation)."""
+def _head(conv: nn.Conv2d, state: tuple, leaky: bool, activation: bool = True) -> tuple:
+    """A 1x1 convolution (and its activation); after a dense block, the sum of its output's and its input's parts (no
+    concatenation)."""
     weight, bias = conv.weight[:, :, 0, 0], conv.bias
     if state[0] == "dense":
         top, rest = _act_(state[1], leaky), state[2]
         image = _pixelwise(top, weight[:, : top.shape[1]]) + interior(_pixelwise(rest, weight[:, top.shape[1]:]))
     else:
         image = _pixelwise(_unpadded(state, leaky), weight)
-    return ("out", _act_(image + bias.view(1, -1, 1, 1) if bias is not None else image, leaky))
+    image = image + bias.view(1, -1, 1, 1) if bias is not None else image
+    return ("out", _act_(image, leaky) if activation else image)
 
 
 def inference_forward(stack: nn.Module, layers: Layers, x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +158,7 @@ def inference_forward(stack: nn.Module, layers: Layers, x: torch.Tensor) -> torc
         elif isinstance(step, UpSkip):
             held.append(_up_skip(getattr(stack, step.name)[0], _padded(held.pop(), leaky), skips.pop(), leaky))
         elif isinstance(step, Head):
-            held.append(_head(getattr(stack, step.name)[0], held.pop(), leaky))
+            held.append(_head(getattr(stack, step.name)[0], held.pop(), leaky, step.activation))
         else:  # Convs, Dense
             held.append(_convs(getattr(stack, step.name), held.pop(), isinstance(step, Dense), leaky))
     return _unpadded(held.pop(), leaky)

@@ -52,10 +52,11 @@ class UpSkip:
 
 @dataclass(frozen=True)
 class Head:
-    """A 1x1 convolution + activation."""
+    """A 1x1 convolution + activation (none for an unbounded output, e.g. a log-scale)."""
 
     name: str
     channels: int
+    activation: bool = True
 
 
 Step = Convs | Dense | Pool | UpSkip | Head
@@ -113,10 +114,12 @@ def encoder_layers(in_channels: int, latent: int, width: float, levels: tuple[in
     return Layers(in_channels, (*down, Convs("bottom", (c[-1], c[-1])), *up, Convs("to_latent", (latent,))), True)
 
 
-def decoder_layers(latent: int, width: float, blocks: int = DECODER_BLOCKS) -> Layers:
-    """The shallow decoder (ReLU): densely connected blocks of two 3x3 convs, then a 1x1 conv to one channel."""
+def decoder_layers(latent: int, width: float, blocks: int = DECODER_BLOCKS, bounded: bool = True) -> Layers:
+    """The shallow decoder (ReLU): densely connected blocks of two 3x3 convs, then a 1x1 conv to one channel (and a
+    ReLU unless not `bounded`: an error head's log-scale output)."""
     c = scaled(DECODER_CHANNELS, width)
-    return Layers(latent, (*(Dense(f"block{k + 1}", (c, c)) for k in range(blocks)), Head("head", 1)), False)
+    head = Head("head", 1, activation=bounded)
+    return Layers(latent, (*(Dense(f"block{k + 1}", (c, c)) for k in range(blocks)), head), False)
 
 
 def network_layers(config: ModelConfig) -> tuple[Layers, Layers]:
@@ -138,7 +141,8 @@ def build_modules(layers: Layers) -> dict[str, nn.Sequential]:
         if isinstance(step, Pool):
             skips.append(current)
         elif isinstance(step, Head):
-            modules[step.name] = nn.Sequential(_conv(current, step.channels, kernel=1), act)
+            activation = [act] if step.activation else []
+            modules[step.name] = nn.Sequential(_conv(current, step.channels, kernel=1), *activation)
             current = step.channels
         elif isinstance(step, UpSkip):
             modules[step.name] = nn.Sequential(_conv(current, step.channels), act)

@@ -13,7 +13,7 @@ from torch import nn
 from ..config import ModelConfig
 from .fast_paths import autograd_forward, inference_forward
 from .fusion import Fusion, fusion_named
-from .layers import Layers, build_modules, network_layers, receptive_radius
+from .layers import Layers, build_modules, decoder_layers, network_layers, receptive_radius
 from .reference import reference_forward
 
 # How far an output pixel sees: the encoder 27 pixels to each side (at the worst phase of its two 2x2 poolings),
@@ -23,6 +23,8 @@ _ENCODER, _DECODER = network_layers(ModelConfig(inputs=["t1"], outputs=["t1"]))
 RECEPTIVE_RADIUS = receptive_radius(_ENCODER, _DECODER)  # 31
 POOLING_GRID = 2 ** _ENCODER.pools  # 4
 HEAD_BIAS = 0.5  # the decoders' initial output bias
+ERROR_LOG_START = -3.0  # an error head's initial output: log of an expected |error| of 0.05 (brain-mean units)
+ERROR_LOG_RANGE = (-12.0, 4.0)  # the log-scale an error head's output is clamped to before exp
 
 
 class LayerStack(nn.Module):
@@ -62,6 +64,15 @@ class Decoder(LayerStack):
         nn.init.constant_(getattr(self, layers.steps[-1].name)[0].bias, HEAD_BIAS)
 
 
+class ErrorHead(LayerStack):
+    """A decoder without the output ReLU: the log of the expected absolute error of one output (it can neither go
+    negative nor stop learning, as a ReLU output at 0 does)."""
+
+    def __init__(self, layers: Layers) -> None:
+        super().__init__(layers)
+        nn.init.constant_(getattr(self, layers.steps[-1].name)[0].bias, ERROR_LOG_START)
+
+
 def fuse(latents: list[torch.Tensor], fusion: str, mix: torch.Tensor | None = None) -> torch.Tensor:
     """Combine single-input latents into one by the named fusion's fast form (see model/fusion.py); mix: its
     learnt parameters, if it has any."""
@@ -96,7 +107,7 @@ class SynthesisNet(nn.Module):
         if self.fusion.learnt:  # e.g. mean-max: per latent channel, the logit of max's share (0: halfway to the mean)
             self.fusion_mix = nn.Parameter(self.fusion.initial_params(config.latent))
         if config.error_heads:  # per output, a decoder of the fused latent to the expected absolute error
-            self.error_heads = nn.ModuleDict({m: Decoder(decoder) for m in config.error_heads})
+            self.error_heads = nn.ModuleDict({m: self._error_head(decoder) for m in config.error_heads})
 
     @property
     def fusion(self) -> Fusion:
@@ -119,9 +130,19 @@ class SynthesisNet(nn.Module):
             return torch.stack([decoder(z) for z in latents], dim=0).mean(dim=0)
         return decoder(self.fuse(latents))
 
+    def _error_head(self, decoder: Layers) -> nn.Module:
+        if self.config.error_head_form == "relu":  # the first form: the decoder itself
+            return Decoder(decoder)
+        return ErrorHead(decoder_layers(self.config.latent, self.config.width, bounded=False))
+
+    def error_head_output(self, latents: list[torch.Tensor], output: str) -> torch.Tensor:
+        """What `output`'s error head gives for the fusion of the given latents (its form: config.error_head_form)."""
+        return self.error_heads[output](self.fuse(latents))
+
     def expected_error(self, latents: list[torch.Tensor], output: str) -> torch.Tensor:
         """The learnt head's expected absolute error of `output` decoded from the fusion of the given latents."""
-        return self.error_heads[output](self.fuse(latents))
+        raw = self.error_head_output(latents, output)
+        return raw.clamp(*ERROR_LOG_RANGE).exp() if self.config.error_head_form == "log" else raw
 
     def forward(self, images: dict[str, torch.Tensor], outputs: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Synthesise each requested output (default: all) from whichever inputs are given."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,7 +228,7 @@ def summarise(rows: list[dict], protocol: str = "brain") -> list[dict]:
         for metric in (*metric_names(), *optional):
             values = [float(m[metric]) for m in members]
             entry[metric] = float(np.mean(values))
-            entry[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            entry[f"{metric}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # NaN in: NaN out
         summary.append(entry)
     return summary
 

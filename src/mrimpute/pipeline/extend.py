@@ -189,12 +189,13 @@ def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,
         raise InputError(f"{parent}: the model already has error heads ({', '.join(config.error_heads)})")
     _check_paths(parent, settings, force)
     settings, held = hold_out_like_parent(parent, payload, settings, reporter)
-    enlarged = replace(config, error_heads=list(config.outputs))
+    enlarged = replace(config, error_heads=list(config.outputs), error_head_form="log")
     start = _warm_start(parent, payload, "error_heads", "")
     start = replace(start, loss=ErrorHeadLoss, requires=())
     start.metadata["card_sections"] = [
         "## Learnt uncertainty\n\nEach output has an error head: a decoder of the fused latent trained, with every "
-        "other part frozen bit for bit, to predict the absolute error of that output synthesised from a random "
-        "subset of the other inputs. `synth --uncertainty` maps it."]
+        "other part frozen bit for bit, to predict the expected absolute error of that output synthesised from a "
+        "random subset of the other inputs (its log, fitted by a Laplace likelihood: model/error_head.py). "
+        "`synth --uncertainty` maps it."]
     return train(_settings(settings, enlarged, settings.terms, payload, force, input_dropout=True),
                  reporter, _record_held_out(start, held))
