@@ -31,7 +31,8 @@ Subjects = Annotated[str, typer.Option(help="Comma-separated training subjects (
 
 
 def _extend(kind: str, modality: str, options: dict[str, Any]) -> None:
-    """Train the new part as the options say (the parent is options['model']) and report."""
+    """Train the new part as the options say (the parent is options['model']) and report; `modality` is the new
+    contrast (for error heads: their --error-loss)."""
     from ..io.folders import ensure_parent_folders
     from ..pipeline.extend import add_decoder, add_encoder, add_error_heads
     from ..runtime.device import set_threads
@@ -44,7 +45,7 @@ def _extend(kind: str, modality: str, options: dict[str, Any]) -> None:
     ensure_parent_folders([settings.out])  # a missing output folder is created
     with reporting() as reporter:
         if kind == "error heads":
-            path = add_error_heads(model, settings, force, reporter)
+            path = add_error_heads(model, settings, force, reporter, error_loss=modality)
         else:
             path = (add_decoder if kind == "decoder" else add_encoder)(model, modality, settings, force, reporter)
     console.print(make_table(f"training the new {kind} ({modality or 'every output'})", reporter.rows))
@@ -64,10 +65,14 @@ def _options(
 
 
 def _command(kind: str, new: inspect.Parameter | None, doc: str) -> Callable[..., None]:
-    """A command: the shared options (and the new contrast's, after --model), training the new `kind` of part."""
+    """A command: the shared options (and the new contrast's, after --model; or its own option, last), training the
+    new `kind` of part."""
     shared = inspect.signature(_options, eval_str=True)
     parameters = list(shared.parameters.values())
-    parameters[1:1] = [new] if new else []
+    if new is not None and new.default is inspect.Parameter.empty:  # the new contrast: right after --model
+        parameters.insert(1, new)
+    elif new is not None:  # an option with a default goes last
+        parameters.append(new)
 
     def command(**options: Any) -> None:
         run_guarded(lambda: _extend(kind, options[new.name] if new else "", options))
@@ -90,6 +95,9 @@ train_encoder_command = _command(
     "Add an encoder for a new input, trained into the frozen latent space (c1 through the frozen decoders + c2 "
     "against the frozen encoders' latents).")
 train_uncertainty_command = _command(
-    "error heads", None,
+    "error heads", inspect.Parameter(
+        "error_loss", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="l1",
+        annotation=Annotated[str, typer.Option(help="Fit of the heads: l1 (the median absolute error) or laplace "
+                                                    "(its mean, by a Laplace likelihood).")]),
     "Add learnt error heads: per output, the expected absolute error of the synthesis (synth --uncertainty maps it); "
     "every other part stays frozen.")

@@ -4,6 +4,7 @@ every other part frozen, into a new checkpoint; the parent checkpoint is only re
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from ..config import ModelConfig
@@ -14,7 +15,7 @@ from ..io.atomic import check_writable, refuse_overwrite
 from ..io.checkpoint import card_path, load_checkpoint
 from ..io.checksum import sha256_file
 from ..modalities import canonical_modality
-from ..model.error_head import ErrorHeadLoss
+from ..model.error_head import ERROR_LOSSES, ErrorHeadLoss
 from ..model.losses import LossTerms
 from ..model.network import SynthesisNet
 from ..runtime.reporting import Reporter
@@ -179,10 +180,12 @@ def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = Fals
 
 
 def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,
-                    reporter: Reporter | None = None) -> Path:
+                    reporter: Reporter | None = None, error_loss: str = "l1") -> Path:
     """A new checkpoint: the parent plus, for each output, a head that reads the fused latent and predicts the
     synthesis's absolute error (what `synth --uncertainty` then maps), trained on random input subsets with every
-    other part frozen."""
+    other part frozen; error_loss: "l1" (the conditional median) or "laplace" (the mean; model/error_head.py)."""
+    if error_loss not in ERROR_LOSSES:
+        raise InputError(f"--error-loss {error_loss}: expected {' or '.join(ERROR_LOSSES)}")
     parent = Path(parent)
     payload, config = _parent(parent)
     if config.error_heads:
@@ -191,11 +194,12 @@ def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,
     settings, held = hold_out_like_parent(parent, payload, settings, reporter)
     enlarged = replace(config, error_heads=list(config.outputs), error_head_form="log")
     start = _warm_start(parent, payload, "error_heads", "")
-    start = replace(start, loss=ErrorHeadLoss, requires=())
+    start = replace(start, loss=partial(ErrorHeadLoss, error_loss=error_loss), requires=())
+    start.metadata["error_loss"] = error_loss
+    fit = "its median, by L1" if error_loss == "l1" else "its mean, by a Laplace likelihood"
     start.metadata["card_sections"] = [
         "## Learnt uncertainty\n\nEach output has an error head: a decoder of the fused latent trained, with every "
-        "other part frozen bit for bit, to predict the expected absolute error of that output synthesised from a "
-        "random subset of the other inputs (its log, fitted by a Laplace likelihood: model/error_head.py). "
-        "`synth --uncertainty` maps it."]
+        "other part frozen bit for bit, to predict the absolute error of that output synthesised from a random "
+        f"subset of the other inputs ({fit}: model/error_head.py). `synth --uncertainty` maps it."]
     return train(_settings(settings, enlarged, settings.terms, payload, force, input_dropout=True),
                  reporter, _record_held_out(start, held))
