@@ -59,8 +59,8 @@ class ModelConfig:
     slice_axis: str = "axial"
     extra: dict = field(default_factory=dict)
     error_heads: list[str] = field(default_factory=list)  # outputs with a learnt |error| head (uncertainty maps)
-    # what an error head outputs: "log" (the log of the expected |error|, trained by a Laplace likelihood) or "relu"
-    # (the expected |error| itself through a ReLU, trained by L1: the first form, read for its checkpoints)
+    # what an error head outputs: "log" (the log of the expected |error|; fitted as model/error_head.py says) or
+    # "relu" (the expected |error| itself through a ReLU, fitted by L1: the first form, read for its checkpoints)
     error_head_form: str = "log"
 
     def __post_init__(self) -> None:
