@@ -56,7 +56,8 @@ def measure(case: dict, model: Path, out: Path, threads: int, force: bool) -> di
             command += [f"--{modality}", str(path)]
         if case["ref"] is not None:
             command += ["--lesion-ref", str(case["ref"])]
-        subprocess.run(command, check=True)
+        if subprocess.run(command).returncode != 0:
+            raise SystemExit(f"add-lesion failed for '{case['case']}' (its error is above)")
     measures = json.loads(report.read_text())
     synthetic, real = measures["synthetic_lesion_to_nawm"], measures["real_lesion_to_nawm"]
     relative = synthetic / real - 1
