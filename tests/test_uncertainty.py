@@ -103,6 +103,19 @@ def test_correlation_with_the_error() -> None:
     assert np.isnan(uncertainty_correlation(np.ones_like(truth), prediction, truth, mask)["pearson"])
 
 
+def test_the_blurred_error_reference_tells_a_smooth_error_from_noise() -> None:
+    rng = np.random.default_rng(1)
+    truth = np.zeros((40, 40, 12))
+    truth[4:36, 4:36, 2:10] = 1.0
+    mask = truth > 0
+    x = np.linspace(0, 1, 40)[:, None, None] * np.ones((40, 40, 12))
+    smooth = np.where(mask, truth * (1 + 0.3 * x), 0)  # an error that grows smoothly across the brain
+    noisy = np.where(mask, truth * (1 + 0.1 * rng.standard_normal(truth.shape)), 0)  # an error of pure noise
+    map_ = np.ones_like(truth)
+    assert uncertainty_correlation(map_, smooth, truth, mask)["blurred_error"] > 0.9
+    assert abs(uncertainty_correlation(map_, noisy, truth, mask)["blurred_error"]) < 0.3
+
+
 def test_synth_writes_the_maps_on_the_reference_grid(tmp_path: Path, live_model: Path) -> None:
     paths = write_subject(tmp_path / "s", codes="LPS")
     args = ["synth", "--t1", str(paths["t1"]), "--t2", str(paths["t2"]), "--model", str(live_model)]

@@ -19,6 +19,6 @@ score models/default.pt "$RUNS/old-default"
 score "$V2" "$RUNS/replica" --baseline replica  # the forest on the run's own training subjects and normaliser
 score "$V2" "$RUNS/v2" --uncertainty
 [ -f "$HEADS" ] || $M train-uncertainty --model "$V2" --data "$DATA" --split "$SPLIT" --out "$HEADS" \
-    --epochs 20 --steps-per-epoch 50 --threads 1 --device cpu
+    --epochs 10 --steps-per-epoch 50 --threads 1 --device cpu
 score "$HEADS" "$RUNS/v2-heads" --uncertainty
 $M eval --compare "$RUNS/v2" --compare "$RUNS/old-default" --compare "$RUNS/replica" --out-dir "$RUNS/compare"

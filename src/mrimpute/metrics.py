@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import ndimage, stats
 from skimage.metrics import structural_similarity
 
 from .data.intensity import bounding_box, crop_padded
 
 PROTOCOLS: tuple[str, ...] = ("paper", "brain", "brasyn")
 SSIM_WINDOW = 7  # scikit-image's default window
+BLUR_SIGMA = 2.0  # voxels: the blurred-error reference of uncertainty_correlation
 
 
 @dataclass
@@ -174,9 +175,24 @@ def striping(volume: np.ndarray, mask: np.ndarray, axis: int) -> float:
 def uncertainty_correlation(uncertainty: np.ndarray, prediction: np.ndarray, truth: np.ndarray,
                             mask: np.ndarray) -> dict[str, float]:
     """Pearson and Spearman correlation, over the brain, between an uncertainty map and the absolute error of the
-    prediction (both volumes in the ``brain`` protocol's units); NaN where either is constant."""
-    error = np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask))[mask]
+    prediction (both volumes in the ``brain`` protocol's units); NaN where either is constant.
+
+    Also "blurred_error": the Spearman correlation of the absolute error with itself blurred inside the brain
+    (Gaussian, sigma BLUR_SIGMA voxels) -- what a map that knew the error up to its finest grain would reach, a
+    reference for how much of the error any smooth map can track (not a bound)."""
+    error_volume = np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask)) * mask
+    error = error_volume[mask]
     spread = np.asarray(uncertainty, dtype=np.float64)[mask]
+    blurred = _blur_inside(error_volume, mask)[mask]
+    reference = float(stats.spearmanr(blurred, error)[0]) if error.size >= 3 and np.ptp(error) > 0 else float("nan")
     if error.size < 3 or np.ptp(error) == 0 or np.ptp(spread) == 0:
-        return {"pearson": float("nan"), "spearman": float("nan")}
-    return {"pearson": float(stats.pearsonr(spread, error)[0]), "spearman": float(stats.spearmanr(spread, error)[0])}
+        return {"pearson": float("nan"), "spearman": float("nan"), "blurred_error": reference}
+    return {"pearson": float(stats.pearsonr(spread, error)[0]), "spearman": float(stats.spearmanr(spread, error)[0]),
+            "blurred_error": reference}
+
+
+def _blur_inside(volume: np.ndarray, mask: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray:
+    """Gaussian blur of the values inside the mask, normalised by the blurred mask (no fall-off at the brain's
+    edge)."""
+    weight = ndimage.gaussian_filter(mask.astype(np.float64), sigma)
+    return ndimage.gaussian_filter(np.where(mask, volume, 0.0), sigma) / np.maximum(weight, 1e-12)

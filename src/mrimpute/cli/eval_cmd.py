@@ -30,6 +30,8 @@ def _format_summary(summary: list[dict]) -> list[dict]:
             row["striping (truth)"] = f"{s['striping']:.4f} ({s['striping_truth']:.4f})"
         if "unc_pearson" in s:
             row["uncertainty~|error| r / rho"] = f"{s['unc_pearson']:.3f} / {s['unc_spearman']:.3f}"
+        if "unc_blurred_error" in s:  # the reference: |error| blurred, vs |error|
+            row["blurred |error| rho"] = f"{s['unc_blurred_error']:.3f}"
         rows.append(row)
     return rows
 

@@ -34,7 +34,7 @@ def csv_fields() -> tuple[str, ...]:
 
 CSV_FIELDS = csv_fields()  # subject, target, subset, n_inputs, protocol, mse, mae, psnr, ssim, data_range
 # added by --views/--axis (striping, brain units, the same on every protocol's row) and --uncertainty
-OPTIONAL_METRICS = ("striping", "striping_truth", "unc_pearson", "unc_spearman")
+OPTIONAL_METRICS = ("striping", "striping_truth", "unc_pearson", "unc_spearman", "unc_blurred_error")
 
 
 @dataclass
@@ -193,7 +193,8 @@ def _extra_scores(maps: dict[str, np.ndarray], truth: np.ndarray, brain: np.ndar
                      striping_truth=truth_striping)
     if "uncertainty" in maps:
         correlation = uncertainty_correlation(maps["uncertainty"], maps["synthesis"], truth, brain)
-        extra.update(unc_pearson=correlation["pearson"], unc_spearman=correlation["spearman"])
+        extra.update(unc_pearson=correlation["pearson"], unc_spearman=correlation["spearman"],
+                     unc_blurred_error=correlation["blurred_error"])
     return extra
 
 
