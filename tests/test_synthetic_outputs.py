@@ -19,7 +19,7 @@ from mrimpute.phantom import write_subject
 
 RUNNER = CliRunner(env={"COLUMNS": "300"})
 SIDECAR_KEYS = {"Description", "Synthetic", "Inputs", "Sources", "Model", "MrimputeVersion", "Normalisation",
-                "Normaliser", "InputScaling", "BrainExtraction", "Warnings", "GeneratedAt"}
+                "Normaliser", "InputScaling", "BrainExtraction", "Views", "Mirror", "Warnings", "GeneratedAt"}
 
 
 def synth(*args) -> tuple[int, str]:

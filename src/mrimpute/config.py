@@ -62,6 +62,9 @@ class ModelConfig:
     # what an error head outputs: "log" (the log of the expected |error|; fitted as model/error_head.py says) or
     # "relu" (the expected |error| itself through a ReLU, fitted by L1: the first form, read for its checkpoints)
     error_head_form: str = "log"
+    # per output with an error head: the Gaussian sigma (voxels) its map is blurred with inside the brain, chosen on
+    # validation subjects by `tune-uncertainty` (absent: not blurred)
+    error_map_blur: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Refuse settings no network can be built from, with one line (ConfigError)."""
@@ -78,6 +81,9 @@ class ModelConfig:
             raise ConfigError(f"width {self.width}: must be positive")
         if set(self.error_heads) - set(self.outputs):
             raise ConfigError("an error head needs the output it predicts the error of")
+        if set(self.error_map_blur) - set(self.error_heads) or any(
+                not float(v) >= 0 for v in self.error_map_blur.values()):
+            raise ConfigError("an error map blur needs an error head and a sigma of 0 or more")
         if self.error_head_form not in ("log", "relu"):
             raise ConfigError(f"unknown error head form '{self.error_head_form}': expected log or relu")
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, stats
+from scipy import stats
 from skimage.metrics import structural_similarity
 
-from .data.intensity import bounding_box, crop_padded
+from .data.intensity import blur_inside, bounding_box, crop_padded
 
 PROTOCOLS: tuple[str, ...] = ("paper", "brain", "brasyn")
 SSIM_WINDOW = 7  # scikit-image's default window
@@ -183,7 +183,7 @@ def uncertainty_correlation(uncertainty: np.ndarray, prediction: np.ndarray, tru
     error_volume = np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask)) * mask
     error = error_volume[mask]
     spread = np.asarray(uncertainty, dtype=np.float64)[mask]
-    blurred = _blur_inside(error_volume, mask)[mask]
+    blurred = blur_inside(error_volume, mask, BLUR_SIGMA)[mask]
     reference = float(stats.spearmanr(blurred, error)[0]) if error.size >= 3 and np.ptp(error) > 0 else float("nan")
     if error.size < 3 or np.ptp(error) == 0 or np.ptp(spread) == 0:
         return {"pearson": float("nan"), "spearman": float("nan"), "blurred_error": reference}
@@ -191,8 +191,15 @@ def uncertainty_correlation(uncertainty: np.ndarray, prediction: np.ndarray, tru
             "blurred_error": reference}
 
 
-def _blur_inside(volume: np.ndarray, mask: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray:
-    """Gaussian blur of the values inside the mask, normalised by the blurred mask (no fall-off at the brain's
-    edge)."""
-    weight = ndimage.gaussian_filter(mask.astype(np.float64), sigma)
-    return ndimage.gaussian_filter(np.where(mask, volume, 0.0), sigma) / np.maximum(weight, 1e-12)
+def blurred_map_spearman(uncertainty: np.ndarray, prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
+                         sigmas: tuple[float, ...]) -> dict[float, float]:
+    """Per sigma (voxels; 0: the map as it is), the Spearman correlation over the brain between the uncertainty map
+    blurred inside the brain and the absolute error of the prediction (brain protocol units); NaN where constant."""
+    error = np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask))[mask]
+    scores = {}
+    for sigma in sigmas:
+        blurred = np.asarray(uncertainty, np.float64) if sigma == 0 else blur_inside(uncertainty, mask, sigma)
+        values = blurred[mask]
+        defined = error.size >= 3 and np.ptp(error) > 0 and np.ptp(values) > 0
+        scores[sigma] = float(stats.spearmanr(values, error)[0]) if defined else float("nan")
+    return scores

@@ -13,6 +13,7 @@ from .lesion_cmd import add_lesion_command
 from .preprocess_cmd import preprocess_command
 from .synth_cmd import synth_command
 from .train_cmd import train_command
+from .tune_cmd import tune_uncertainty_command
 
 # rich_markup_mode=None: plain help, wrapped at the terminal's width with every option name and default whole
 # (the rich panels truncate option names at 80 columns); -h works as --help on every command
@@ -33,6 +34,8 @@ app.command("train-encoder", short_help="Add an input to a trained model (the re
     train_encoder_command)
 app.command("train-uncertainty", short_help="Add learnt error heads for --uncertainty (the rest frozen).")(
     train_uncertainty_command)
+app.command("tune-uncertainty", short_help="Choose, on validation subjects, how much each error map is blurred.")(
+    tune_uncertainty_command)
 app.command("bench", short_help="Time synthesis and training on this machine.")(bench_command)
 
 

@@ -147,7 +147,7 @@ def _eval_settings(args: SimpleNamespace, reports_dir: Path) -> EvalSettings:
         targets=parse_modality_list(args.targets) if args.targets else None, subsets=args.subsets,
         device=args.device, qc_dir=reports_dir / "qc" if args.qc else None, baseline=args.baseline,
         baseline_data=args.baseline_data, baseline_cache=reports_dir / "forest-cache" if args.baseline else None,
-        views=parse_views(args.axis, args.views, args.merge), merge=args.merge,
+        views=parse_views(args.axis, args.views, args.merge), merge=args.merge, mirror=args.mirror,
         striping_axis=parse_axis(args.striping_axis) if args.striping_axis else None,
         uncertainty=args.uncertainty, lesion_input=args.lesion_input)
 
@@ -246,6 +246,8 @@ def eval_command(
     views: Optional[str] = typer.Option(None, help="Synthesise along each of these axes (e.g. axial,coronal,sagittal): "
                                         "rows per view and for their merge, with a striping score."),
     merge: str = typer.Option("mean", help="With --views: merge the views voxel-wise by mean or median."),
+    mirror: bool = typer.Option(False, help="Average each synthesis with that of the inputs' left-right mirror "
+                                "image (synth --mirror)."),
     striping_axis: Optional[str] = typer.Option(None, help="With --views/--axis: the axis striping is measured "
                                                 "across (default: the model's slice axis)."),
     uncertainty: bool = typer.Option(False, help="Add the in-brain Pearson and Spearman correlations between the "

@@ -37,6 +37,9 @@ Axis = Annotated[Optional[str], typer.Option(help="Apply the model along this sl
 Views = Annotated[Optional[str], typer.Option(help="Synthesise along each of these axes and merge, e.g. "
                                               "axial,coronal,sagittal.")]
 Merge = Annotated[str, typer.Option(help="With --views: merge voxel-wise by mean or median.")]
+Mirror = Annotated[bool, typer.Option(help="Also synthesise the inputs' left-right mirror image and average the two "
+                                      "(a test-time ensemble over the flip the model was trained with; twice "
+                                      "the time).")]
 Uncertainty = Annotated[Optional[Path], typer.Option(
     help="Also write an uncertainty map: the expected absolute error (models with error heads, train-uncertainty), "
          "else the spread (sd) between the target decoded from each input alone and from all fused (one target: "
@@ -77,6 +80,7 @@ def synth_command(
     axis: Axis = None,
     views: Views = None,
     merge: Merge = "mean",
+    mirror: Mirror = False,
     uncertainty: Uncertainty = None,
     lesion_mask: LesionMask = None,
     explain: Explain = None,
@@ -94,7 +98,7 @@ def synth_command(
         single = {**{f"--{name}": path for name, path in inputs.items()}, "--target": target,
                   "--out-dir": out_dir, "--axis": axis, "--views": views, "--uncertainty": uncertainty,
                   "--explain": explain, "--native-ref": native_ref, "--manifest": manifest,
-                  "--no-exact": None if exact else True}
+                  "--no-exact": None if exact else True, "--mirror": True if mirror else None}
         run_guarded(lambda: _dataset_job(dataset, [name for name, value in single.items() if value is not None],
                                          out, model, device, batch_size, threads, force, dry_run, jobs, strict,
                                          skull_strip, labels))
@@ -102,9 +106,9 @@ def synth_command(
     from ..runtime.session import SynthesisRequest
 
     request = SynthesisRequest(dict(inputs), out, target, out_dir, uncertainty=uncertainty, explain=explain,
-                               axis=axis, views=views, merge=merge, lesion_mask=lesion_mask, native_ref=native_ref,
-                               manifest=manifest, strict=strict, skull_strip=skull_strip, exact=exact,
-                               batch_size=batch_size, force=force)
+                               axis=axis, views=views, merge=merge, mirror=mirror, lesion_mask=lesion_mask,
+                               native_ref=native_ref, manifest=manifest, strict=strict, skull_strip=skull_strip,
+                               exact=exact, batch_size=batch_size, force=force)
     run_guarded(lambda: _subject_job(request, model, device, threads, dry_run or jobs > 1 or bool(labels)))
 
 

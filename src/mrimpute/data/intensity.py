@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 FOREGROUND_FRACTION = 1e-3  # of the 99.9th percentile: voxels below count as background
 
@@ -14,6 +15,13 @@ def foreground_mask(data: np.ndarray) -> np.ndarray:
         return np.zeros(data.shape, dtype=bool)
     threshold = FOREGROUND_FRACTION * float(np.percentile(positive, 99.9))
     return data > threshold
+
+
+def blur_inside(volume: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (sigma in voxels) of the values inside the mask, normalised by the blurred mask (no fall-off at
+    the mask's edge); float64, values outside the mask meaningless."""
+    weight = ndimage.gaussian_filter(mask.astype(np.float64), sigma)
+    return ndimage.gaussian_filter(np.where(mask, volume, 0.0), sigma) / np.maximum(weight, 1e-12)
 
 
 def normalise(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:

@@ -138,8 +138,8 @@ def replica_for_eval(session, settings, reporter: Reporter, requests):
     first, each prediction kept there."""
     if settings.baseline != "replica":
         raise InputError(f"unknown baseline '{settings.baseline}': expected replica")
-    if settings.views or settings.uncertainty:
-        raise InputError("--views, --axis and --uncertainty apply to the model, not to --baseline")
+    if settings.views or settings.uncertainty or settings.mirror:
+        raise InputError("--views, --axis, --mirror and --uncertainty apply to the model, not to --baseline")
     config = session.config
     training = session.model.metadata.get("training_subjects", [])
     modalities = list(dict.fromkeys(config.inputs + config.outputs))

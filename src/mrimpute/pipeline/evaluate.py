@@ -53,6 +53,7 @@ class EvalSettings:
     baseline_cache: Path | None = None  # where the baseline keeps each prediction, so a rerun resumes (eval: reports)
     views: list[str] | None = None  # slice axes to synthesise along: rows per view (and merged), with striping
     merge: str = "mean"  # how several views are merged: mean or median
+    mirror: bool = False  # each view averaged with the synthesis of the inputs' left-right mirror image
     striping_axis: str | None = None  # the axis striping is measured across (default: the model's slice axis)
     uncertainty: bool = False  # add the in-brain correlations between the uncertainty map and the absolute error
     lesion_input: bool = True  # a lesion-aware model gets each subject's expert lesion mask (False: an empty one)
@@ -173,8 +174,8 @@ def _model_predictor(session: SynthesisSession, reporter: Reporter, settings: Ev
     def predict(inputs: dict[str, np.ndarray], mask: np.ndarray, subsets: list[tuple[str, ...]],
                 target: str, lesion: np.ndarray | None = None) -> Prediction:
         products = [Product(kind, subset, target) for subset in subsets for kind in kinds]
-        per_view = {view: session.products(inputs, mask, products, reporter=reporter, axis=view, lesion=lesion)
-                    for view in views}
+        per_view = {view: session.products(inputs, mask, products, reporter=reporter, axis=view, lesion=lesion,
+                                           mirror=settings.mirror) for view in views}
         if len(views) > 1:
             per_view[merged_label(views, settings.merge)] = merge_views(list(per_view.values()), settings.merge)
         return {(view if settings.views else "", subset): {k: results[Product(k, subset, target)] for k in kinds}

@@ -52,6 +52,7 @@ class SynthesisRequest:
     axis: str | None = None
     views: str | None = None  # comma-separated slice axes, merged by `merge`
     merge: str = "mean"
+    mirror: bool = False  # average with the synthesis of the inputs' left-right mirror image
     lesion_mask: Path | None = None
     native_ref: str | None = None
     manifest: Path | None = None
@@ -173,7 +174,8 @@ class SynthesisSession:
                                  explain=request.explain is not None,
                                  lesion=request.lesion_mask if lesion is None else lesion, exact=request.exact,
                                  skull_strip=request.skull_strip,
-                                 check_findings=refuse_findings if request.strict else None)
+                                 check_findings=refuse_findings if request.strict else None,
+                                 mirror=request.mirror)
         except MrimputeError:
             remove_empty(plan.created)
             raise
@@ -211,11 +213,12 @@ class SynthesisSession:
 
     def products(self, inputs: dict[str, np.ndarray], mask: np.ndarray, products: list[Product],
                  batch_size: int = 0, reporter: Reporter | None = None, axis: str | None = None,
-                 lesion: np.ndarray | None = None, exact: bool = True) -> dict[Product, np.ndarray]:
+                 lesion: np.ndarray | None = None, exact: bool = True,
+                 mirror: bool = False) -> dict[Product, np.ndarray]:
         """Each product (a synthesis, its uncertainty or the fusion's winner, from a subset of the inputs) from
         normalised arrays, slice by slice along `axis` (default: the model's): see synthesize_products."""
         return synthesize_products(self.network, inputs, mask, products, self.device, batch_size, reporter, axis,
-                                   lesion, exact)
+                                   lesion, exact, mirror)
 
 
 def synthesize_subject(request: SynthesisRequest, model: str | Path | None = None, device: str = "auto",

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..config import SLICE_AXES
-from ..data.intensity import bounding_box, crop_padded, paste
+from ..data.intensity import blur_inside, bounding_box, crop_padded, paste
 from ..data.normaliser import Scaling
 from ..errors import CheckpointError, InputError
 from ..io.nifti import Volume, check_same_grid, load_volume, require_brain
@@ -45,6 +45,7 @@ class SynthesisResult:
     findings: dict[str, list[str]] = field(default_factory=dict)  # per input: what a user should be warned of
     normaliser: str = ""
     brain_extraction: str = ""  # the method, when the inputs were skull-stripped (synth --skull-strip)
+    mirror: bool = False  # averaged with the synthesis of the inputs' left-right mirror image (synth --mirror)
 
     @property
     def warnings(self) -> list[str]:
@@ -130,14 +131,33 @@ def plane_box(mask: np.ndarray, exact: bool) -> list[slice]:
 def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, products: list[Product],
                         device: torch.device, batch_size: int = 0, reporter: Reporter | None = None,
                         axis: str | None = None, lesion: np.ndarray | None = None,
-                        exact: bool = True) -> dict[Product, np.ndarray]:
+                        exact: bool = True, mirror: bool = False) -> dict[Product, np.ndarray]:
     """Compute each product slice by slice along `axis` (default: the model's own), over the slices with brain.
 
     Each batch of slices is cropped to its own brain box (see plane_box: exact, the default, gives the whole
     slice's values to float rounding). Each input's encoder runs once per batch, however many subsets, targets and
     maps are asked for; background stays zero. A lesion-aware model gets `lesion` (binary, RAS+; none: no lesion)
-    as every input's second channel.
+    as every input's second channel. mirror: also compute the left-right mirror image of the inputs (the flip the
+    training crops get) and average the two, mirrored back (a test-time ensemble; twice the time).
     """
+    passes = [_one_pass(model, inputs, mask, products, device, batch_size, reporter, axis, lesion, exact)]
+    if mirror:
+        mirrored = _one_pass(model, {m: _mirrored(v) for m, v in inputs.items()}, _mirrored(mask), products, device,
+                             batch_size, reporter, axis, None if lesion is None else _mirrored(lesion), exact,
+                             label=" (mirrored)")
+        passes.append({p: _mirrored(v) for p, v in mirrored.items()})
+    return merge_views(passes, "mean")
+
+
+def _mirrored(volume: np.ndarray) -> np.ndarray:
+    """A RAS+ volume's left-right mirror image (its first axis reversed)."""
+    return np.ascontiguousarray(volume[::-1])
+
+
+def _one_pass(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarray, products: list[Product],
+              device: torch.device, batch_size: int = 0, reporter: Reporter | None = None, axis: str | None = None,
+              lesion: np.ndarray | None = None, exact: bool = True, label: str = "") -> dict[Product, np.ndarray]:
+    """synthesize_products without the mirror pass."""
     reporter = reporter or Reporter()
     axis_name = axis or model.config.slice_axis
     axis_index = SLICE_AXES[axis_name]
@@ -155,8 +175,8 @@ def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask
     first, last = int(present[0]), int(present[-1]) + 1
     whole = plane_box(stacked_mask[first:last], exact)
     step = batch_size or auto_batch_size(whole[1].stop - whole[1].start, whole[2].stop - whole[2].start)
-    reporter.start("synthesising" if axis_name == model.config.slice_axis else f"synthesising ({axis_name})",
-                   last - first)
+    reporter.start(("synthesising" if axis_name == model.config.slice_axis else f"synthesising ({axis_name})")
+                   + label, last - first)
     for start in range(first, last, step):
         run = slice(start, min(start + step, last))
         if not stacked_mask[run].any():  # a gap between parts of the brain: nothing to compute
@@ -170,7 +190,12 @@ def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask
             paste(value.cpu().numpy(), box, results[product][run])
         reporter.advance(run.stop - run.start)
     reporter.finish()
-    return {p: np.where(mask, np.moveaxis(r, 0, axis_index), 0).astype(r.dtype) for p, r in results.items()}
+    volumes = {p: np.moveaxis(r, 0, axis_index) for p, r in results.items()}
+    for product, volume in volumes.items():
+        sigma = model.config.error_map_blur.get(product.target, 0.0) if product.kind == "uncertainty" else 0.0
+        if sigma > 0 and product.target in model.config.error_heads:
+            volumes[product] = blur_inside(volume, mask, sigma)
+    return {p: np.where(mask, v, 0).astype(results[p].dtype) for p, v in volumes.items()}
 
 
 def check_extras(model: OpenModel, explain: bool = False, lesion: object = None) -> None:
@@ -186,7 +211,7 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model: Path | OpenMo
                device: str = "auto", batch_size: int = 0, reporter: Reporter | None = None,
                views: list[str] | None = None, merge: str = "mean", uncertainty: bool = False, explain: bool = False,
                lesion: np.ndarray | Path | None = None, exact: bool = True, skull_strip: bool = False,
-               check_findings=None) -> SynthesisResult:
+               check_findings=None, mirror: bool = False) -> SynthesisResult:
     """Library entry point: check the request, then run_synthesis (the commands go through runtime.session,
     whose plan makes these checks once).
 
@@ -196,7 +221,7 @@ def synthesize(inputs: dict[str, Path], targets: list[str], model: Path | OpenMo
     check_extras(opened, explain, lesion)
     return run_synthesis(opened, inputs, targets, batch_size, reporter, views=views, merge=merge,
                          uncertainty=uncertainty, explain=explain, lesion=lesion, exact=exact,
-                         skull_strip=skull_strip, check_findings=check_findings)
+                         skull_strip=skull_strip, check_findings=check_findings, mirror=mirror)
 
 
 def _load_inputs(model: OpenModel, inputs: dict[str, Path], skull_strip: bool) -> tuple[dict[str, Volume], str]:
@@ -217,7 +242,8 @@ def _load_inputs(model: OpenModel, inputs: dict[str, Path], skull_strip: bool) -
 def run_synthesis(model: OpenModel, inputs: dict[str, Path], targets: list[str], batch_size: int = 0,
                   reporter: Reporter | None = None, views: list[str] | None = None, merge: str = "mean",
                   uncertainty: bool = False, explain: bool = False, lesion: np.ndarray | Path | None = None,
-                  exact: bool = True, skull_strip: bool = False, check_findings=None) -> SynthesisResult:
+                  exact: bool = True, skull_strip: bool = False, check_findings=None,
+                  mirror: bool = False) -> SynthesisResult:
     """Load the inputs, synthesise the targets (a request already checked: check_request, check_extras), and
     return them with the reference input.
 
@@ -226,7 +252,8 @@ def run_synthesis(model: OpenModel, inputs: dict[str, Path], targets: list[str],
     of each target; explain: also which input wins the max fusion in most latent channels; lesion: a lesion mask
     (array on the inputs' grid, or a file) for a lesion-aware model, drawn into the synthesis; exact: False crops
     each batch of slices to the brain's box itself (faster; see plane_box); check_findings: called with the
-    warnings about the inputs before the model runs (synth --strict refuses them)."""
+    warnings about the inputs before the model runs (synth --strict refuses them); mirror: average with the
+    synthesis of the inputs' left-right mirror image (see synthesize_products)."""
     volumes, brain_extraction = _load_inputs(model, inputs, skull_strip)
     ordered = list(volumes)
     reference = volumes[ordered[0]]
@@ -246,11 +273,12 @@ def run_synthesis(model: OpenModel, inputs: dict[str, Path], targets: list[str],
         ([Product("explain", subset)] if explain else [])
     views = views or [model.config.slice_axis]
     results = merge_views([synthesize_products(model.network, prepared.volumes, prepared.mask, products, model.device,
-                                               batch_size, reporter, axis, lesion, exact) for axis in views], merge)
+                                               batch_size, reporter, axis, lesion, exact, mirror)
+                          for axis in views], merge)
     return SynthesisResult(outputs={t: results[Product("synthesis", subset, t)] for t in targets},
                            mask=prepared.mask, reference=reference, factors=prepared.factors,
                            input_paths=[v.path for v in volumes.values()],
                            uncertainty={t: results[Product("uncertainty", subset, t)] for t in targets if uncertainty},
                            explanation=results[Product("explain", subset)] if explain else None,
                            inputs=list(ordered), views=list(views), scalings=prepared.scalings, findings=findings,
-                           normaliser=model.normaliser.name, brain_extraction=brain_extraction)
+                           normaliser=model.normaliser.name, brain_extraction=brain_extraction, mirror=mirror)
