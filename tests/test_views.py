@@ -112,7 +112,7 @@ def test_the_mirror_pass_makes_synthesis_left_right_equivariant(tmp_path: Path, 
     cpu = torch.device("cpu")
     plain = synthesize_products(model, inputs, mask, request, cpu)
     plain_of_mirror = synthesize_products(model, mirrored_inputs, mask[::-1].copy(), request, cpu)
-    assert not np.allclose(plain[request[0]], plain_of_mirror[request[0]][::-1], atol=1e-4)  # the net is not
+    assert not np.allclose(plain[request[0]], plain_of_mirror[request[0]][::-1], atol=1e-4)  # not equivariant
     both = synthesize_products(model, inputs, mask, request, cpu, mirror=True)
     both_of_mirror = synthesize_products(model, mirrored_inputs, mask[::-1].copy(), request, cpu, mirror=True)
     for product in request:  # mirror-averaged: the mirror image's synthesis is the synthesis's mirror image
