@@ -115,11 +115,11 @@ def _predictor(session: SynthesisSession, settings: EvalSettings, reporter: Repo
         return _model_predictor(session, reporter, settings)
     from .baseline import replica_for_eval
 
-    requests = (request for subject in subjects for request in _requests(subject, session, settings))
+    requests = (request for subject in subjects for request in subject_requests(subject, session, settings))
     return replica_for_eval(session, settings, reporter, requests)
 
 
-def _requests(subject, session: SynthesisSession, settings: EvalSettings, reporter: Reporter | None = None):
+def subject_requests(subject, session: SynthesisSession, settings: EvalSettings, reporter: Reporter | None = None):
     """For each target the subject has: (target, input subsets, normalised inputs, their mask, the volumes)."""
     config = session.config
     present = [m for m in dict.fromkeys(config.inputs + config.outputs) if m in subject.files]
@@ -139,7 +139,7 @@ def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, pr
                   ) -> list[dict]:
     """The rows of one subject: each target it has from each input subset, scored (and its QC picture)."""
     config, rows = session.config, []
-    for target, subsets, inputs, mask, volumes in _requests(subject, session, settings, reporter):
+    for target, subsets, inputs, mask, volumes in subject_requests(subject, session, settings, reporter):
         lesion = _lesion_mask(subject, volumes[target])
         drawn = lesion if config.lesion_channel and settings.lesion_input else None
         results = predict(inputs, mask, subsets, target, drawn)

@@ -16,12 +16,11 @@ from ..data.intensity import foreground_mask
 from ..data.subjects import discover_subjects
 from ..errors import InputError
 from ..io.checkpoint import load_checkpoint, save_checkpoint, write_model_card
-from ..io.nifti import check_same_grid, load_volume
 from ..metrics import blurred_map_spearman
 from ..runtime.reporting import Reporter
 from ..runtime.session import SynthesisSession
 from ..runtime.synthesize import Product
-from .evaluate import check_held_out, parse_subsets
+from .evaluate import EvalSettings, check_held_out, subject_requests
 
 DEFAULT_SIGMAS = (0.0, 1.0, 2.0, 3.0, 5.0)
 PAYLOAD_KEYS = ("format_version", "package_version", "config", "metadata", "state_dict")
@@ -51,20 +50,12 @@ def measure_blurs(model: Path, data: Path, subjects: list[str], subsets: str = "
     if unknown:
         raise InputError(f"{data}: no subject named {', '.join(unknown)}")
     config.error_map_blur = {}  # score the heads' own maps; this session is ours alone
+    settings = EvalSettings(data=data, targets=list(config.error_heads), subsets=subsets)
     rows = []
     for name in subjects:
-        files = known[name].files
-        volumes = {m: load_volume(files[m]) for m in dict.fromkeys(config.inputs + config.outputs) if m in files}
-        check_same_grid(list(volumes.values()))
-        for target in [t for t in config.error_heads if t in volumes]:
-            available = [m for m in config.inputs if m in volumes and m != target]
-            chosen = parse_subsets(subsets, available)
-            if not chosen:
-                continue
-            reporter.message(f"{name}: {target} from {len(chosen)} input subset(s)")
-            prepared = session.normalise({m: volumes[m].data for m in available})
+        for target, chosen, inputs, mask, volumes in subject_requests(known[name], session, settings, reporter):
             products = [Product(kind, subset, target) for subset in chosen for kind in ("synthesis", "uncertainty")]
-            maps = session.products(prepared.volumes, prepared.mask, products, reporter=reporter)
+            maps = session.products(inputs, mask, products, reporter=reporter)
             truth = volumes[target].data
             brain = foreground_mask(truth)
             for subset in chosen:

@@ -146,7 +146,18 @@ def synthesize_products(model: SynthesisNet, inputs: dict[str, np.ndarray], mask
                              batch_size, reporter, axis, None if lesion is None else _mirrored(lesion), exact,
                              label=" (mirrored)")
         passes.append({p: _mirrored(v) for p, v in mirrored.items()})
-    return merge_views(passes, "mean")
+    return _blur_error_maps(model, merge_views(passes, "mean"), mask)
+
+
+def _blur_error_maps(model: SynthesisNet, results: dict[Product, np.ndarray],
+                     mask: np.ndarray) -> dict[Product, np.ndarray]:
+    """Each error head's map blurred inside the brain by its sigma (ModelConfig.error_map_blur, tune-uncertainty)."""
+    blurred = dict(results)
+    for product, volume in results.items():
+        sigma = model.config.error_map_blur.get(product.target, 0.0) if product.kind == "uncertainty" else 0.0
+        if sigma > 0:
+            blurred[product] = np.where(mask, blur_inside(volume, mask, sigma), 0).astype(volume.dtype)
+    return blurred
 
 
 def _mirrored(volume: np.ndarray) -> np.ndarray:
@@ -190,12 +201,7 @@ def _one_pass(model: SynthesisNet, inputs: dict[str, np.ndarray], mask: np.ndarr
             paste(value.cpu().numpy(), box, results[product][run])
         reporter.advance(run.stop - run.start)
     reporter.finish()
-    volumes = {p: np.moveaxis(r, 0, axis_index) for p, r in results.items()}
-    for product, volume in volumes.items():
-        sigma = model.config.error_map_blur.get(product.target, 0.0) if product.kind == "uncertainty" else 0.0
-        if sigma > 0 and product.target in model.config.error_heads:
-            volumes[product] = blur_inside(volume, mask, sigma)
-    return {p: np.where(mask, v, 0).astype(results[p].dtype) for p, v in volumes.items()}
+    return {p: np.where(mask, np.moveaxis(r, 0, axis_index), 0).astype(r.dtype) for p, r in results.items()}
 
 
 def check_extras(model: OpenModel, explain: bool = False, lesion: object = None) -> None:
