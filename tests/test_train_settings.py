@@ -135,9 +135,12 @@ def test_the_run_script_resumes_the_interrupted_run(captured: list, interrupted:
     settings = _settings_from_cli(captured, _run_script_arguments(before["data_folder"]))
     assert settings.resume and settings.model == ModelConfig.from_dict(interrupted["config"])
     now = recorded_settings(settings)
-    assert set(now) == set(before)  # the recorded form is the flat one of before
-    assert {k: v for k, v in now.items() if k not in train.RESUMABLE_CHANGES} == \
-        {k: v for k, v in before.items() if k not in train.RESUMABLE_CHANGES}
+    assert set(before) <= set(now)  # the recorded form is the flat one of before; settings added since then
+    defaults = train.recorded_defaults()
+    assert all(now[k] == defaults[k] for k in set(now) - set(before))  # have their defaults
+    assert {k: v for k, v in now.items() if k not in train.RESUMABLE_CHANGES and k in before and k != "terms"} == \
+        {k: v for k, v in before.items() if k not in train.RESUMABLE_CHANGES and k != "terms"}
+    assert now["terms"] == {**defaults["terms"], **before["terms"]}  # a cost term added since: its default
     state, model, ema = _restore(settings, interrupted["path"])
     assert state == interrupted["train_state"] and state["epoch"] >= 1
     assert all(torch.equal(v, interrupted["state_dict"][k]) for k, v in model.state_dict().items())

@@ -54,13 +54,21 @@ LesionMasks = Annotated[str, typer.Option("--lesion-masks", help="With --lesion-
                                           "first).")]
 LesionFraction = Annotated[float, typer.Option(min=0.0, max=1.0, help="With --lesion-channel: the share of training "
                                                "crops centred on a lesion voxel (the rest anywhere in the brain).")]
-InitFrom = Annotated[Optional[Path], typer.Option(help="With --lesion-channel: start from this trained model (the new "
-                                                  "channel's weights at zero), fine-tuning every part.")]
+LesionSampling = Annotated[str, typer.Option(help="With --lesion-channel: how a lesion crop's centre is drawn: "
+                                             "'voxel' (any lesion slice, then a voxel) or 'component' (any "
+                                             "connected lesion of 10 voxels or more, then a voxel: many small MS "
+                                             "lesions weigh as much as they number).")]
+InitFrom = Annotated[Optional[Path], typer.Option(help="Start from this trained model and train every part further "
+                                                  "(its network settings and normaliser kept; with --lesion-channel "
+                                                  "a lesion channel is added, its weights at zero).")]
 Augment = Annotated[Optional[str], typer.Option(help="Augmentation: intensity (per input: gamma, brightness, bias "
                                                 "field, noise), spatial (rotation, scaling, elastic), both "
                                                 "comma-separated, or none (unset: none).")]
 Ssim = Annotated[Optional[float], typer.Option(help="Weight of (1 - SSIM) beside the MAE in c1 and c3 (unset: 0, "
                                                "the paper's MAE alone).")]
+Mse = Annotated[Optional[float], typer.Option(help="Weight of the mean squared error beside the MAE in c1 and c3 "
+                                              "(unset: 0); the squared error fits the conditional mean, which PSNR "
+                                              "rewards.")]
 LrSchedule = Annotated[str, typer.Option(help="constant or cosine (decay to 1% over all planned steps).")]
 WarmupSteps = Annotated[int, typer.Option(help="Linear learning-rate warm-up steps.")]
 Ema = Annotated[float, typer.Option(help="Decay of an exponential moving average of the weights (e.g. 0.999), "
@@ -71,22 +79,20 @@ Distributed = Annotated[bool, typer.Option(help="Data-parallel over the processe
 
 
 def _train(options: dict[str, Any]) -> None:
-    """Train as the options say (or fine-tune a model with a new lesion channel: --init-from) and report."""
-    from ..errors import InputError
+    """Train as the options say (or from a trained model: --init-from, with a new lesion channel or not) and
+    report."""
     from ..runtime.device import set_threads
     from ..runtime.distributed import world_from_env
 
     set_threads(options["threads"])
     settings = settings_from_options(options)
     init_from = options["init_from"]
-    if init_from is not None and not settings.model.lesion_channel:
-        raise InputError("--init-from applies with --lesion-channel (to add a decoder or an encoder, use "
-                         "train-decoder or train-encoder)")
     with reporting() as reporter:
         if init_from is not None:
-            from ..pipeline.extend import add_lesion_channel
+            from ..pipeline.extend import add_lesion_channel, fine_tune
 
-            path = add_lesion_channel(init_from, settings, force=settings.resume or settings.force, reporter=reporter)
+            start = add_lesion_channel if settings.model.lesion_channel else fine_tune
+            path = start(init_from, settings, force=settings.resume or settings.force, reporter=reporter)
         else:
             from ..pipeline.train import train
 
@@ -110,7 +116,8 @@ def train_command(  # every default is TrainSettings' or ModelConfig's
     lesion_channel: LesionChannel = ModelConfig.lesion_channel,
     lesion_source: LesionMasks = TrainSettings.lesion_source,
     lesion_fraction: LesionFraction = TrainSettings.lesion_fraction,
-    split: Split = TrainSettings.split, augment: Augment = None, ssim: Ssim = None,
+    lesion_sampling: LesionSampling = TrainSettings.lesion_sampling,
+    split: Split = TrainSettings.split, augment: Augment = None, ssim: Ssim = None, mse: Mse = None,
     lr_schedule: LrSchedule = TrainSettings.lr_schedule, warmup_steps: WarmupSteps = TrainSettings.warmup_steps,
     ema: Ema = TrainSettings.ema, force: Force = TrainSettings.force, threads: Threads = 0,
     amp: Amp = TrainSettings.amp, distributed: Distributed = TrainSettings.distributed,

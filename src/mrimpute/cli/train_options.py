@@ -36,7 +36,7 @@ Split = Annotated[Optional[Path], typer.Option(help="A declared split (e.g. mode
                                               "never read, its validation subjects pick the best epoch.")]
 
 LISTS = ("exclude", "subjects", "val_subjects")  # comma-separated subject names
-COST_OPTIONS = ("no_c1", "no_c2", "no_c3", "ssim")
+COST_OPTIONS = ("no_c1", "no_c2", "no_c3", "ssim", "mse")
 
 
 def _listed(text: str) -> list[str]:
@@ -61,9 +61,10 @@ def _converted(values: dict[str, Any]) -> dict[str, Any]:
 
     converted: dict[str, Any] = {}
     if any(name in values for name in COST_OPTIONS):
-        ssim = values.pop("ssim", None)
+        weights = {name: values.pop(name, None) for name in ("ssim", "mse")}
         converted["terms"] = LossTerms(c1=not values.pop("no_c1", False), c2=not values.pop("no_c2", False),
-                                       c3=not values.pop("no_c3", False), **({} if ssim is None else {"ssim": ssim}))
+                                       c3=not values.pop("no_c3", False),
+                                       **{name: w for name, w in weights.items() if w is not None})
     if "full_c1" in values:
         converted["sample_c1_outputs"] = not values.pop("full_c1")
     augment = values.pop("augment", None)

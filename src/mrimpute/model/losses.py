@@ -20,6 +20,7 @@ class LossTerms:
     c2: bool = True
     c3: bool = True
     ssim: float = 0.0  # weight of (1 - SSIM) beside the MAE inside c1 and c3 (0: the paper's MAE alone)
+    mse: float = 0.0  # weight of the mean squared error beside the MAE inside c1 and c3 (what PSNR scores)
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -41,10 +42,16 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean()
 
 
-def pixel_loss(prediction: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.0) -> torch.Tensor:
-    """The per-image term of c1 and c3: MAE, plus ssim_weight * (1 - SSIM) when asked for."""
+def pixel_loss(prediction: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.0,
+               mse_weight: float = 0.0) -> torch.Tensor:
+    """The per-image term of c1 and c3: MAE, plus ssim_weight * (1 - SSIM) and mse_weight * MSE when asked for
+    (the MAE alone fits the conditional median, the squared error the mean, which PSNR rewards)."""
     loss = mae(prediction, target)
-    return loss + ssim_weight * (1.0 - ssim(prediction, target)) if ssim_weight else loss
+    if ssim_weight:
+        loss = loss + ssim_weight * (1.0 - ssim(prediction, target))
+    if mse_weight:
+        loss = loss + mse_weight * F.mse_loss(prediction, target)
+    return loss
 
 
 def latent_variance(latents: list[torch.Tensor]) -> torch.Tensor:
@@ -83,10 +90,10 @@ def synthesis_loss(
                    else [decoder(batch[0])] if batch else [])
         for m, image in zip(sources, decoded):
             weight = 1.0 if c1_outputs is None else len(targets) / len(c1_outputs[m])
-            c1 = c1 + weight * pixel_loss(image, target, terms.ssim)
+            c1 = c1 + weight * pixel_loss(image, target, terms.ssim, terms.mse)
         if terms.c3:
             image = decoded[-1] if fused is not None else model.decode_fused([latents[m] for m in fused_names], output)
-            c3 = c3 + pixel_loss(image, target, terms.ssim)
+            c3 = c3 + pixel_loss(image, target, terms.ssim, terms.mse)
     n_out = len(targets)
     c1, c3 = c1 / n_out, c3 / n_out
     c2 = latent_variance(list(latents.values())) if terms.c2 else zero

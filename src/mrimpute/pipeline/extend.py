@@ -179,6 +179,34 @@ def add_lesion_channel(parent: Path, settings: TrainSettings, force: bool = Fals
     return train(_settings(settings, enlarged, settings.terms, payload, force), reporter, start)
 
 
+def fine_tune(parent: Path, settings: TrainSettings, force: bool = False, reporter: Reporter | None = None) -> Path:
+    """A new checkpoint: the parent's network (its settings and normaliser, every weight) trained further with
+    every part free, under `settings`' data, split, schedule, cost terms and augmentation (e.g. a new cost term)."""
+    parent = Path(parent)
+    payload, config = _parent(parent)
+    _check_paths(parent, settings, force)
+    settings, held = hold_out_like_parent(parent, payload, settings, reporter)
+    parent_sha = sha256_file(parent)
+
+    def prepare(model: SynthesisNet) -> None:
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError:
+            raise CheckpointError(f"{parent}: its weights do not match its stored model settings") from None
+
+    extension = {"added": "fine-tuning", "kind": "every part trained further", "frozen": [],
+                 "parent_file": str(parent), "parent_sha256": parent_sha, "held_out_like_parent": held,
+                 "parent_training_subjects": payload["metadata"].get("training_subjects", [])}
+    section = "\n".join([
+        "## Fine-tuned model", "",
+        f"Started from `{parent.name}` (sha256 `{parent_sha}`), its network and weights, then trained further with "
+        "every part free under the settings above."])
+    start = WarmStart(prepare=prepare, metadata={"extension": extension, "card_sections": [section]})
+    tuned = replace(settings, model=config, force=force or settings.force,
+                    normaliser=normaliser_for(payload["metadata"]).name)
+    return train(tuned, reporter, start)
+
+
 def add_error_heads(parent: Path, settings: TrainSettings, force: bool = False,
                     reporter: Reporter | None = None, error_loss: str = "l1") -> Path:
     """A new checkpoint: the parent plus, for each output, a head that reads the fused latent and predicts the

@@ -41,8 +41,12 @@ def check_resumable(last_path: Path, before: dict, settings: dict) -> None:
     record yet had its default then."""
     free = RESUMABLE_CHANGES | ({"epochs"} if settings.get("lr_schedule") == "constant" else set())  # cosine: fixed
     defaults = recorded_defaults()
-    changed = sorted(k for k in set(before) | set(settings) if k not in free
-                     and before.get(k, defaults.get(k)) != settings.get(k))
+
+    def recorded(key: str) -> object:  # a group of settings (e.g. the cost terms) may have gained a member since
+        value, default = before.get(key, defaults.get(key)), defaults.get(key)
+        return {**default, **value} if isinstance(value, dict) and isinstance(default, dict) else value
+
+    changed = sorted(k for k in set(before) | set(settings) if k not in free and recorded(k) != settings.get(k))
     if changed:
         first = changed[0]
         raise CheckpointError(f"{last_path}: the interrupted run had {first} = {before.get(first)!r}, this one "
@@ -82,7 +86,7 @@ def _load_samplers(settings: TrainSettings, train_subjects: list[Subject], val_s
 
     def sampler(subjects: list[Subject], fraction: float, extra: int) -> SliceSampler | None:
         built = SliceSampler([], modalities, axis, settings.crop, lesion=lesions is not None, lesion_fraction=fraction,
-                             targets=True, margin=extra)
+                             targets=True, margin=extra, lesion_sampling=settings.lesion_sampling)
         for subject in subjects:
             present = [m for m in modalities if m in subject.files]
             inputs, outputs = present_contrasts(present, settings)

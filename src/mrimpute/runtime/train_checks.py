@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.slices import LESION_SAMPLINGS
 from ..data.split import load_split
 from ..data.subjects import Subject
 from ..errors import InputError, OutputError
@@ -36,6 +37,9 @@ def check_settings(settings: TrainSettings) -> None:
         (settings.warmup_steps < 0, f"--warmup-steps {settings.warmup_steps}: must be 0 or more"),
         (not (settings.ema == 0 or 0 < settings.ema < 1), f"--ema {settings.ema}: must be 0 (none) or between 0 and 1"),
         (not (math.isfinite(terms.ssim) and terms.ssim >= 0), f"--ssim {terms.ssim}: must be 0 or more"),
+        (not (math.isfinite(terms.mse) and terms.mse >= 0), f"--mse {terms.mse}: must be 0 or more"),
+        (settings.lesion_sampling not in LESION_SAMPLINGS, f"--lesion-sampling {settings.lesion_sampling}: expected "
+                                                           f"{' or '.join(LESION_SAMPLINGS)}"),
     ]
     for failed, message in problems:
         if failed:

@@ -65,6 +65,7 @@ class TrainSettings:
     input_dropout: bool = False
     lesion_source: str = "expert"  # with a lesion channel: expert (lesion), either (else lesion_predicted), predicted
     lesion_fraction: float = 1 / 3  # with a lesion channel: the share of training crops centred on a lesion voxel
+    lesion_sampling: str = "voxel"  # how a lesion crop's centre is drawn: "voxel" or "component" (data/slices.py)
     amp: bool = True  # mixed precision on CUDA (bfloat16, or float16 with loss scaling); the CPU stays float32
     distributed: bool = False  # join torchrun's process group (also when WORLD_SIZE > 1)
     augmentation: Augmentation = field(default_factory=_no_augmentation)
