@@ -38,7 +38,9 @@ S=$SHARED/stroke/isles22-0009
 mkdir -p "$RUNS/data" "$RUNS/prep" "$RUNS/models" "$RUNS/eval"
 
 if [[ "${FROM:-prep}" == prep ]]; then  # FROM=eval: only steps 3-4 (scores, install) on a built model
-# 1. training data with the project's own preprocessing
+# 1. training data with the project's own preprocessing (it does not depend on the model: kept when both subjects'
+# folders exist, e.g. copied from an earlier build's $RUNS/data; delete them to redo it)
+if [[ ! -f "$RUNS/data/clinical01/flair.nii.gz" || ! -f "$RUNS/data/isles22-0009/flair.nii.gz" ]]; then
 $NICE $MR preprocess --ref t1=$C/t1_se_fs_series901.nii.gz --t1c $C/t1_se_fs_series1201.nii.gz \
     --t2 $C/t2_tse_series401.nii.gz --flair $C/flair_series701.nii.gz --dwi $C/dwi_trace_series304.nii.gz \
     --adc $C/adc_series303.nii.gz --inplane 1 --skull-strip --threads 1 --force --out-dir "$RUNS/data/clinical01"
@@ -50,6 +52,7 @@ $NICE $MR preprocess --ref dwi=$S/dwi.nii.gz --adc $S/adc.nii.gz --flair $S/flai
 $NICE $MR preprocess --ref flair=$S/flair_native.nii.gz --dwi $S/dwi.nii.gz --adc $S/adc.nii.gz --inplane 1 \
     --threads 1 --skull-strip --mask "$RUNS/prep/isles22-0009-fg/brainmask.nii.gz" --force \
     --out-dir "$RUNS/data/isles22-0009"
+fi
 
 # 2. the dwi encoder, then the adc encoder on the dwi-extended model (one file with both)
 # (--subjects must list the validation subject too, or it is dropped from the pool before the split)

@@ -3,6 +3,7 @@ the real one (issue "a model worth using": within 15% on ms07 and on a brats18 t
 
     nice -n 19 .venv/bin/python benchmarks/lesion_contrast.py [--model models/lesion.pt] [--out runs/lesion-contrast]
         [--data ../shared/data] [--results benchmarks/results/lesion-contrast] [--threads 1] [--force]
+        [--part test|validation]
 
 Cases (all on subjects of models/split.toml's test part, which no model saw in training or model selection):
 - a test subject's own lesion mask drawn into a FLAIR synthesised from its other contrasts (ms07 from T1+T2 and
@@ -10,6 +11,8 @@ Cases (all on subjects of models/split.toml's test part, which no model saw in t
   counting), against the same subject's real FLAIR;
 - ms07's mask drawn into a FLAIR synthesised from the ICBM 2009a atlas T1 (a healthy brain; the mask moved by
   `--lesion-ref`'s rigid registration), against ms07's real FLAIR.
+With `--part validation`, the cases are instead models/split.toml's validation subjects that have an expert lesion
+mask (their own mask, FLAIR from T1+T1c+T2): what may choose between lesion models without touching a test subject.
 The measures are `add-lesion --report`'s (src/mrimpute/lesions/measures.py): mean in the lesion over the mean in
 normal-appearing white matter. `relative` = synthetic / real - 1.
 
@@ -27,6 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 0.15
+SPLIT = ROOT / "models" / "split.toml"
+
+
+def _own_mask_case(folder: Path, subject: str, inputs: list[str]) -> dict:
+    """A subject's own mask drawn into a FLAIR synthesised from its `inputs`, against its real FLAIR."""
+    return {"case": f"{subject} own mask, flair from {'+'.join(inputs)}",
+            "inputs": {k: folder / subject / f"{k}.nii.gz" for k in inputs},
+            "mask": folder / subject / "lesion.nii.gz", "source": folder / subject, "ref": None}
 
 
 def cases(data: Path) -> list[dict]:
@@ -34,13 +45,20 @@ def cases(data: Path) -> list[dict]:
     co = data / "coregistered"
     own = [("ms07", ["t1", "t2"]), ("ms07", ["t1", "t1c", "t2"]),
            ("brats18-tcia02-370", ["t1", "t1c", "t2"]), ("brats18-cbica-aqo", ["t1", "t1c", "t2"])]
-    rows = [{"case": f"{s} own mask, flair from {'+'.join(m)}",
-             "inputs": {k: co / s / f"{k}.nii.gz" for k in m}, "mask": co / s / "lesion.nii.gz",
-             "source": co / s, "ref": None} for s, m in own]
+    rows = [_own_mask_case(co, s, m) for s, m in own]
     rows.append({"case": "ms07 mask into ICBM 2009a, flair from t1",
                  "inputs": {"t1": data / "atlas" / "icbm2009a" / "t1.nii.gz"},
                  "mask": co / "ms07" / "lesion.nii.gz", "source": co / "ms07", "ref": co / "ms07" / "t1.nii.gz"})
     return rows
+
+
+def validation_cases(data: Path, split: Path = SPLIT) -> list[dict]:
+    """The split's validation subjects with an expert lesion mask: own mask, FLAIR from T1+T1c+T2."""
+    from mrimpute.data.split import load_split
+
+    co = data / "coregistered"
+    return [_own_mask_case(co, s, ["t1", "t1c", "t2"]) for s in load_split(split).validation
+            if (co / s / "lesion.nii.gz").is_file()]
 
 
 def measure(case: dict, model: Path, out: Path, threads: int, force: bool) -> dict:
@@ -91,9 +109,13 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--part", choices=("test", "validation"), default="test")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [measure(case, args.model, args.out, args.threads, args.force) for case in cases(args.data)]
+    chosen = cases(args.data) if args.part == "test" else validation_cases(args.data)
+    if not chosen:
+        raise SystemExit(f"{args.data}: no {args.part} subject of {SPLIT} has an expert lesion mask")
+    rows = [measure(case, args.model, args.out, args.threads, args.force) for case in chosen]
     shown = args.model.resolve().relative_to(ROOT) if args.model.resolve().is_relative_to(ROOT) else args.model
     written = write(rows, args.out, shown)
     if args.results is not None:

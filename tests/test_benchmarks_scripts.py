@@ -184,6 +184,12 @@ def test_lesion_contrast_judges_each_case_against_the_real_lesions(tmp_path: Pat
     cases = contrast.cases(tmp_path / "data")
     assert {c["case"].split()[0] for c in cases} == {"ms07", "brats18-tcia02-370", "brats18-cbica-aqo"}
     assert [c["ref"] is not None for c in cases].count(True) == 1  # only the atlas case moves the mask
+    (tmp_path / "split.toml").write_text('name = "t"\ntest = ["a"]\nvalidation = ["v1", "v2"]\n')
+    for name in ("a", "v1", "v2"):
+        (tmp_path / "data" / "coregistered" / name).mkdir(parents=True)
+    (tmp_path / "data" / "coregistered" / "v2" / "lesion.nii.gz").write_bytes(b"")
+    chosen = contrast.validation_cases(tmp_path / "data", tmp_path / "split.toml")
+    assert [c["case"] for c in chosen] == ["v2 own mask, flair from t1+t1c+t2"]  # validation, with a mask
     rows = []
     for case, synthetic in zip(cases[:2], (1.30, 1.10)):
         slug = case["case"].split(",")[0].replace(" ", "-") + "-" + "+".join(case["inputs"])

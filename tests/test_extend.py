@@ -131,3 +131,28 @@ def test_cli_train_decoder(dataset: Path, parent: Path, tmp_path: Path) -> None:
     wrong = runner.invoke(app, ["train-encoder", "--model", str(parent), "--input", "t2", "--data", str(dataset),
                                 "--out", str(tmp_path / "e.pt")])
     assert wrong.exit_code == 1 and "already has an encoder for t2" in wrong.output
+
+
+def test_init_from_fine_tunes_the_parent_with_its_network(dataset: Path, parent: Path, tmp_path: Path) -> None:
+    """--init-from without --lesion-channel: the parent's network and weights, every part trained further (a zero
+    learning rate keeps them bit for bit); the command's own network options do not apply."""
+    runner = CliRunner(env={"COLUMNS": "200"})
+    common = ["train", "--init-from", str(parent), "--data", str(dataset), "--epochs", "1", "--steps-per-epoch", "2",
+              "--batch-size", "4", "--crop", "16", "--device", "cpu", "--val-subjects", "s1", "--width", "1"]
+    still = tmp_path / "still.pt"
+    result = runner.invoke(app, [*common, "--out", str(still), "--lr", "0"])
+    assert result.exit_code == 0, result.output
+    old, kept = load_checkpoint(parent), load_checkpoint(still)
+    assert kept["config"] == old["config"]  # width 0.125 and output t2 as the parent, not --width 1
+    assert all(torch.equal(old["state_dict"][k], v) for k, v in kept["state_dict"].items())
+    assert kept["metadata"]["extension"]["parent_sha256"] == sha256_file(parent)
+    moved = tmp_path / "moved.pt"
+    result = runner.invoke(app, [*common, "--out", str(moved), "--lr", "1e-3", "--mse", "1"])
+    assert result.exit_code == 0, result.output
+    tuned = load_checkpoint(moved)
+    assert any(not torch.equal(old["state_dict"][k], v) for k, v in tuned["state_dict"].items())
+    assert tuned["metadata"]["train_settings"]["terms"]["mse"] == 1.0
+    again = runner.invoke(app, [*common, "--out", str(moved)])
+    assert again.exit_code == 1 and "--force" in again.output
+    bad = runner.invoke(app, [*common, "--out", str(tmp_path / "bad.pt"), "--mse", "-1"])
+    assert bad.exit_code == 1 and "--mse -1.0: must be 0 or more" in bad.output

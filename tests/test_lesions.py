@@ -110,3 +110,36 @@ def test_lesion_measures_on_a_phantom() -> None:
     assert report["synthetic_lesion_to_nawm"] == pytest.approx(2.0, rel=0.03)
     assert report["real_lesion_to_nawm"] == pytest.approx(report["synthetic_lesion_to_nawm"])
     assert report["dice_hyperintensities_vs_mask"] > 0.95 and report["lesion_voxels"] == 64
+
+
+def test_component_sampling_weighs_each_lesion_alike() -> None:
+    """One large lesion and eight small ones: drawn per slice and voxel the large one takes almost every lesion
+    crop, drawn per component each lesion gets a ninth; specks under MIN_LESION_VOXELS are no centre of their own."""
+    from mrimpute.data.slices import MIN_LESION_VOXELS
+    from mrimpute.data.subjects import LoadedSubject
+
+    shape = (48, 48, 12)
+    lesion, marks = np.zeros(shape, dtype=bool), np.ones(shape, dtype=np.float32)  # marks: which lesion is where
+    lesion[4:20, 4:20, 2:10], marks[4:20, 4:20, 2:10] = True, 2.0  # 2,048 voxels
+    for i in range(8):
+        y, x = 30 + 4 * (i % 4), 28 + 8 * (i // 4)
+        lesion[y:y + 3, x:x + 3, 5:7], marks[y:y + 3, x:x + 3, 5:7] = True, 3.0  # 18 voxels each, apart
+    lesion[44, 4, 1] = True  # a one-voxel speck
+    mask = np.zeros(shape, dtype=bool)
+    mask[2:46, 2:46, :] = True
+    loaded = LoadedSubject("s", {"t1": marks}, mask, {}, None, lesion=lesion)
+    per_lesion = SliceSampler([loaded], ["t1"], axis=2, crop=8, lesion=True, lesion_fraction=1.0,
+                              lesion_sampling="component")
+    assert sorted(len(v) for _, v in per_lesion.lesion_components[("t1",)]) == [18] * 8 + [2048]
+    assert MIN_LESION_VOXELS > 1
+    per_voxel = SliceSampler([loaded], ["t1"], axis=2, crop=8, lesion=True, lesion_fraction=1.0)
+
+    def small_share(sampler: SliceSampler) -> float:
+        rng = np.random.default_rng(0)
+        crops = np.concatenate([sampler.batch(64, rng)[0] for _ in range(8)])  # the marks plane, 512 crops
+        return float((crops[:, 4, 3:5].max(axis=1) == 3.0).mean())  # the centre pixel (either flip)
+
+    assert 0.84 < small_share(per_lesion) < 0.94  # 8 of 9 lesions
+    assert small_share(per_voxel) < 0.1  # 2 of 9 lesion slices hold small lesions, beside 256 voxels of the big one
+    with pytest.raises(ValueError, match="lesion sampling"):
+        SliceSampler([loaded], ["t1"], axis=2, crop=8, lesion=True, lesion_sampling="subject")

@@ -56,3 +56,18 @@ def test_sampled_c1_is_unbiased_estimate() -> None:
         sampled = [synthesis_loss(model, images, targets, c1_outputs=p)[1]["c1"] for p in picks]
     # the average over every equally likely choice of one output per input is the full c1
     assert abs(sum(sampled) / len(sampled) - full["c1"]) < 1e-5
+
+
+def test_squared_error_term_adds_to_c1_and_c3() -> None:
+    model, images, targets = _setup()
+    with torch.no_grad():
+        _, plain = synthesis_loss(model, images, targets)
+        _, both = synthesis_loss(model, images, targets, LossTerms(mse=2.0))
+        z = model.encode(images)
+        mse = lambda p, t: (p - t).square().mean().item()  # noqa: E731
+        c1 = sum(sum(mse(model.decoders[o](z[i]), targets[o]) for o in targets) / 2 for i in z)
+        fused = torch.maximum(z["t1"], z["t2"])
+        c3 = sum(mse(model.decoders[o](fused), targets[o]) for o in targets) / 2
+    assert abs(both["c1"] - (plain["c1"] + 2.0 * c1)) < 1e-5
+    assert abs(both["c3"] - (plain["c3"] + 2.0 * c3)) < 1e-5
+    assert both["c2"] == plain["c2"]
