@@ -54,7 +54,7 @@ LesionMasks = Annotated[str, typer.Option("--lesion-masks", help="With --lesion-
                                           "first).")]
 LesionFraction = Annotated[float, typer.Option(min=0.0, max=1.0, help="With --lesion-channel: the share of training "
                                                "crops centred on a lesion voxel (the rest anywhere in the brain).")]
-LesionSampling = Annotated[str, typer.Option(help="With --lesion-channel: how a lesion crop's centre is drawn: "
+LesionSampling = Annotated[str, typer.Option(help="For a lesion-aware model: how a lesion crop's centre is drawn: "
                                              "'voxel' (any lesion slice, then a voxel) or 'component' (any "
                                              "connected lesion of 10 voxels or more, then a voxel: many small MS "
                                              "lesions weigh as much as they number).")]
