@@ -17,7 +17,7 @@ from mrimpute.metrics import Metric, Pair
 from mrimpute.pipeline.compare import compare_many, read_rows
 from mrimpute.pipeline.evaluate import CSV_FIELDS, card_section, score_all, summarise, write_reports
 
-TODAY = ("subject", "target", "subset", "n_inputs", "protocol", "mse", "mae", "psnr", "ssim", "data_range")
+TODAY = ("subject", "target", "subset", "n_inputs", "protocol", "mse", "mae", "psnr", "ssim", "slope", "data_range")
 
 
 def _max_error(pair: Pair) -> float:

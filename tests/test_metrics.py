@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from mrimpute.metrics import PROTOCOLS, compare
+from mrimpute.metrics import PROTOCOLS, Metric, compare
 from mrimpute.pipeline.compare import compare_many
 from mrimpute.pipeline.evaluate import CSV_FIELDS, EvalSettings, evaluate, parse_subsets, write_reports
 
@@ -83,6 +83,27 @@ def test_region_restricts_scores() -> None:
     assert inside["mae"] == pytest.approx(np.abs(p - t)[lesion].mean())
     with pytest.raises(ValueError):
         compare(pred, truth, np.zeros_like(mask), "brain")
+
+
+def test_calibration_slope_says_how_much_of_the_contrast_the_truth_follows() -> None:
+    _, truth, mask = _pair()
+    t = truth / truth[mask].mean()
+    assert compare(truth, truth, mask, "brain")["slope"] == pytest.approx(1.0)
+    doubled = np.where(mask, 1 + 2 * (t - 1), 0)  # contrasts twice the truth's about the brain mean (mean still 1)
+    assert compare(doubled, truth, mask, "brain")["slope"] == pytest.approx(0.5)
+    # by hand, on a noisy prediction: the least-squares slope, and shrinking by it lowers the squared error the most
+    pred, truth, mask = _pair(seed=3)
+    p, t = pred / pred[mask].mean(), truth / truth[mask].mean()
+    slope = compare(pred, truth, mask, "brain")["slope"]
+    assert slope == pytest.approx(np.polyfit(p[mask], t[mask], 1)[0])
+    errors = {k: np.mean((1 + k * (p[mask] - 1) - t[mask]) ** 2) for k in (slope - 0.1, slope, slope + 0.1)}
+    assert min(errors, key=errors.get) == slope
+    assert np.isnan(compare(mask.astype(float), truth, mask, "brain")["slope"])
+
+
+def test_a_headline_metric_needs_a_direction() -> None:
+    with pytest.raises(ValueError, match="direction"):
+        Metric("closeness", "closeness", lambda pair: 0.0, higher_is_better=None, decimals=2)
 
 
 def test_parse_subsets() -> None:

@@ -55,6 +55,16 @@ def _psnr(pair: Pair) -> float:
     return float(10 * np.log10(pair.data_range**2 / mse)) if mse > 0 else float("inf")
 
 
+def _slope(pair: Pair) -> float:
+    """The calibration slope: the least-squares slope of the truth on the prediction over the region (each about its
+    mean). 1: the prediction's contrasts are as large as the truth follows; below 1: larger (a prediction scaled by
+    the slope about its mean has the lowest squared error of any such scaling); NaN for a constant prediction."""
+    pred, true = pair.pred[pair.region], pair.true[pair.region]
+    deviation = pred - pred.mean()
+    spread = float(np.sum(deviation**2))
+    return float(np.sum(deviation * (true - true.mean())) / spread) if spread > 0 else float("nan")
+
+
 def _ssim(pair: Pair) -> float:
     region = pair.region
     box = [slice(max(0, b.start), min(n, b.stop)) for b, n in
@@ -79,18 +89,23 @@ class Metric:
     name: str  # key in the score dicts, column of metrics.csv, key of summary.json (with `<name>_sd`)
     label: str  # column header of the human-readable tables
     score: Callable[[Pair], float]
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no direction (e.g. best at 1); only for metrics that are not headline
     decimals: int  # digits shown in the human-readable tables
     headline: bool = True  # in the console summary and compared by `eval --compare` (else: CSV, JSON and card)
 
+    def __post_init__(self) -> None:
+        if self.headline and self.higher_is_better is None:
+            raise ValueError(f"headline metric '{self.name}' needs a direction (eval --compare says which is better)")
+
 
 # In metrics.csv's column order (which existing files have: keep it, add new metrics at the end). The tables show
-# the headline metrics from the last up (SSIM first, as the paper's tables do).
+# the metrics with a direction from the last up (SSIM first, as the paper's tables do), then the others.
 METRICS: tuple[Metric, ...] = (
     Metric("mse", "MSE", _mse, higher_is_better=False, decimals=4),
     Metric("mae", "MAE", _mae, higher_is_better=False, decimals=4, headline=False),
     Metric("psnr", "PSNR (dB)", _psnr, higher_is_better=True, decimals=2),
     Metric("ssim", "SSIM", _ssim, higher_is_better=True, decimals=4),
+    Metric("slope", "slope", _slope, higher_is_better=None, decimals=3, headline=False),
 )
 
 
@@ -100,8 +115,11 @@ def metric_names() -> tuple[str, ...]:
 
 
 def shown_metrics(headline_only: bool = False) -> list[Metric]:
-    """The metrics in the human-readable tables' order (SSIM first), optionally only the headline ones."""
-    return [m for m in reversed(METRICS) if m.headline or not headline_only]
+    """The metrics in the human-readable tables' order (SSIM first, those without a direction last), optionally only
+    the headline ones."""
+    ordered = [m for m in reversed(METRICS) if m.higher_is_better is not None]
+    ordered += [m for m in METRICS if m.higher_is_better is None]
+    return [m for m in ordered if m.headline or not headline_only]
 
 
 def format_value(metric: Metric, value: float, sd: float | None = None) -> str:

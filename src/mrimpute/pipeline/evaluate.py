@@ -32,7 +32,7 @@ def csv_fields() -> tuple[str, ...]:
     return (*ROW_KEYS, *metric_names(), "data_range")
 
 
-CSV_FIELDS = csv_fields()  # subject, target, subset, n_inputs, protocol, mse, mae, psnr, ssim, data_range
+CSV_FIELDS = csv_fields()  # subject, ..., protocol, mse, mae, psnr, ssim, slope, data_range
 # added by --views/--axis (striping, brain units, the same on every protocol's row) and --uncertainty
 OPTIONAL_METRICS = ("striping", "striping_truth", "unc_pearson", "unc_spearman", "unc_blurred_error")
 
