@@ -17,7 +17,7 @@ from mrimpute.config import ModelConfig
 from mrimpute.errors import CheckpointError
 from mrimpute.io.checkpoint import save_checkpoint
 from mrimpute.io.nifti import load_volume
-from mrimpute.metrics import uncertainty_correlation
+from mrimpute.metrics import absolute_error, shared_error_spearman, uncertainty_correlation
 from mrimpute.model.network import SynthesisNet
 from mrimpute.runtime.latent_maps import fusion_winner
 from mrimpute.runtime.model_loading import load_model
@@ -116,6 +116,23 @@ def test_the_blurred_error_reference_tells_a_smooth_error_from_noise() -> None:
     assert abs(uncertainty_correlation(map_, noisy, truth, mask)["blurred_error"]) < 0.3
 
 
+def test_the_shared_error_reference_tells_an_error_in_the_truth_from_each_synthesis_own() -> None:
+    rng = np.random.default_rng(2)
+    truth = np.zeros((30, 30, 10))
+    truth[3:27, 3:27, 2:8] = 1.0
+    mask = truth > 0
+    flaw = np.where(mask, 0.3 * rng.standard_normal(truth.shape), 0)  # what no input shows: every synthesis misses
+    syntheses = {k: np.where(mask, truth + 0.01 * rng.standard_normal(truth.shape), 0) for k in "abc"}
+    errors = {k: absolute_error(v, truth + flaw, mask) for k, v in syntheses.items()}
+    assert all(v > 0.9 for v in shared_error_spearman(errors, mask).values())
+    own = {k: np.where(mask, truth + 0.3 * rng.standard_normal(truth.shape), 0) for k in "abc"}  # independent errors
+    scores = shared_error_spearman({k: absolute_error(v, truth, mask) for k, v in own.items()}, mask)
+    assert all(abs(v) < 0.1 for v in scores.values())
+    exact = absolute_error(truth, truth, mask)  # a constant error has no ranking
+    assert np.isnan(shared_error_spearman({"a": exact, "b": errors["b"]}, mask)["a"])
+    assert np.isnan(shared_error_spearman({"a": errors["a"]}, mask)["a"])  # nothing to share with
+
+
 def test_synth_writes_the_maps_on_the_reference_grid(tmp_path: Path, live_model: Path) -> None:
     paths = write_subject(tmp_path / "s", codes="LPS")
     args = ["synth", "--t1", str(paths["t1"]), "--t2", str(paths["t2"]), "--model", str(live_model)]
@@ -150,4 +167,7 @@ def test_eval_reports_uncertainty_error_correlations(tmp_path: Path, live_model:
     assert rows and all(-1 <= float(r["unc_pearson"]) <= 1 for r in rows if r["subset"] == "t1+t2")
     assert all(r["unc_spearman"] == "nan" for r in rows if r["subset"] == "t1")  # one input: no spread
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
-    assert {"unc_pearson", "unc_spearman"} <= set(summary["brain"][0])
+    assert {"unc_pearson", "unc_spearman", "unc_shared_error"} <= set(summary["brain"][0])
+    shared = [float(r["unc_shared_error"]) for r in rows if r["protocol"] == "brain"]
+    assert len(shared) == 2 and shared[0] == pytest.approx(shared[1]) and -1 <= shared[0] <= 1  # each the other's
+    assert "other inputs' |error| rho" in result.output

@@ -190,6 +190,27 @@ def striping(volume: np.ndarray, mask: np.ndarray, axis: int) -> float:
     return float(np.abs(scaled[1:] - scaled[:-1])[pairs].mean())
 
 
+def absolute_error(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """|prediction - truth| in the ``brain`` protocol's units, zero outside the mask."""
+    return np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask)) * mask
+
+
+def shared_error_spearman(errors: dict, mask: np.ndarray) -> dict:
+    """Per key, the mean Spearman correlation over the brain of its absolute error volume with each other key's
+    (the same target synthesised from other input subsets); NaN with fewer than two keys or a constant error.
+
+    Where one synthesis errs, another from different inputs largely errs too when the cause is in the true volume
+    (noise, detail no input shows): this tells how far the ranking of the error is something the inputs could
+    reveal at all -- a reference for an uncertainty map's Spearman, from knowing another synthesis's error (not a
+    bound)."""
+    ranks = {k: stats.rankdata(v[mask]) for k, v in errors.items() if np.ptp(v[mask]) > 0}
+    shared = {}
+    for key in errors:
+        others = [np.corrcoef(ranks[key], ranks[o])[0, 1] for o in ranks if o != key] if key in ranks else []
+        shared[key] = float(np.mean(others)) if others else float("nan")
+    return shared
+
+
 def uncertainty_correlation(uncertainty: np.ndarray, prediction: np.ndarray, truth: np.ndarray,
                             mask: np.ndarray) -> dict[str, float]:
     """Pearson and Spearman correlation, over the brain, between an uncertainty map and the absolute error of the
@@ -198,7 +219,7 @@ def uncertainty_correlation(uncertainty: np.ndarray, prediction: np.ndarray, tru
     Also "blurred_error": the Spearman correlation of the absolute error with itself blurred inside the brain
     (Gaussian, sigma BLUR_SIGMA voxels) -- what a map that knew the error up to its finest grain would reach, a
     reference for how much of the error any smooth map can track (not a bound)."""
-    error_volume = np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask)) * mask
+    error_volume = absolute_error(prediction, truth, mask)
     error = error_volume[mask]
     spread = np.asarray(uncertainty, dtype=np.float64)[mask]
     blurred = blur_inside(error_volume, mask, BLUR_SIGMA)[mask]
@@ -213,7 +234,7 @@ def blurred_map_spearman(uncertainty: np.ndarray, prediction: np.ndarray, truth:
                          sigmas: tuple[float, ...]) -> dict[float, float]:
     """Per sigma (voxels; 0: the map as it is), the Spearman correlation over the brain between the uncertainty map
     blurred inside the brain and the absolute error of the prediction (brain protocol units); NaN where constant."""
-    error = np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask))[mask]
+    error = absolute_error(prediction, truth, mask)[mask]
     scores = {}
     for sigma in sigmas:
         blurred = np.asarray(uncertainty, np.float64) if sigma == 0 else blur_inside(uncertainty, mask, sigma)

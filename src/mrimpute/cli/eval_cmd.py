@@ -32,6 +32,8 @@ def _format_summary(summary: list[dict]) -> list[dict]:
             row["uncertainty~|error| r / rho"] = f"{s['unc_pearson']:.3f} / {s['unc_spearman']:.3f}"
         if "unc_blurred_error" in s:  # the reference: |error| blurred, vs |error|
             row["blurred |error| rho"] = f"{s['unc_blurred_error']:.3f}"
+        if "unc_shared_error" in s:  # the reference: another subset's |error|, vs |error|
+            row["other inputs' |error| rho"] = f"{s['unc_shared_error']:.3f}"
         rows.append(row)
     return rows
 

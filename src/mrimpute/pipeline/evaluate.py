@@ -16,7 +16,17 @@ from ..errors import InputError
 from ..io.atomic import write_atomically
 from ..io.nifti import Volume, check_same_grid, load_volume
 from ..lesions.masks import load_lesion_mask
-from ..metrics import PROTOCOLS, compare, format_value, metric_names, shown_metrics, striping, uncertainty_correlation
+from ..metrics import (
+    PROTOCOLS,
+    absolute_error,
+    compare,
+    format_value,
+    metric_names,
+    shared_error_spearman,
+    shown_metrics,
+    striping,
+    uncertainty_correlation,
+)
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
 from ..runtime.reporting import Reporter
@@ -34,7 +44,8 @@ def csv_fields() -> tuple[str, ...]:
 
 CSV_FIELDS = csv_fields()  # subject, ..., protocol, mse, mae, psnr, ssim, slope, data_range
 # added by --views/--axis (striping, brain units, the same on every protocol's row) and --uncertainty
-OPTIONAL_METRICS = ("striping", "striping_truth", "unc_pearson", "unc_spearman", "unc_blurred_error")
+OPTIONAL_METRICS = ("striping", "striping_truth", "unc_pearson", "unc_spearman", "unc_blurred_error",
+                    "unc_shared_error")
 
 
 @dataclass
@@ -147,8 +158,11 @@ def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, pr
         brain = foreground_mask(truth)
         striping_axis = settings.striping_axis or config.slice_axis
         truth_striping = striping(truth, brain, SLICE_AXES[striping_axis]) if settings.views else None
+        shared = _shared_errors(results, truth, brain) if settings.uncertainty else {}
         for (view, subset), maps in results.items():
             extra = _extra_scores(maps, truth, brain, view if settings.views else None, striping_axis, truth_striping)
+            if settings.uncertainty:
+                extra["unc_shared_error"] = shared[(view, subset)]
             for protocol, scores in score_all(maps["synthesis"], truth, brain, lesion).items():
                 rows.append({"subject": subject.name, "target": target, "subset": "+".join(subset),
                              "n_inputs": len(subset), "protocol": protocol, **scores, **extra})
@@ -197,6 +211,17 @@ def _extra_scores(maps: dict[str, np.ndarray], truth: np.ndarray, brain: np.ndar
         extra.update(unc_pearson=correlation["pearson"], unc_spearman=correlation["spearman"],
                      unc_blurred_error=correlation["blurred_error"])
     return extra
+
+
+def _shared_errors(results: Prediction, truth: np.ndarray, brain: np.ndarray) -> dict:
+    """Per (view, subset), the Spearman of its |error| with the other subsets' of the same view (the reference
+    metrics.shared_error_spearman: how far the error's ranking is the true volume's, shared by every synthesis)."""
+    shared = {}
+    for view in dict.fromkeys(v for v, _ in results):
+        errors = {key: absolute_error(maps["synthesis"], truth, brain)
+                  for key, maps in results.items() if key[0] == view}
+        shared.update(shared_error_spearman(errors, brain))
+    return shared
 
 
 def _lesion_mask(subject, reference: Volume) -> np.ndarray | None:
