@@ -16,23 +16,14 @@ from ..errors import InputError
 from ..io.atomic import write_atomically
 from ..io.nifti import Volume, check_same_grid, load_volume
 from ..lesions.masks import load_lesion_mask
-from ..metrics import (
-    PROTOCOLS,
-    absolute_error,
-    compare,
-    format_value,
-    metric_names,
-    shared_error_spearman,
-    shown_metrics,
-    striping,
-    uncertainty_correlation,
-)
+from ..metrics import PROTOCOLS, compare, format_value, metric_names, shown_metrics, striping
 from ..modalities import all_subsets, canonical_modality
 from ..preview import save_qc
 from ..runtime.reporting import Reporter
 from ..runtime.session import SynthesisSession
 from ..runtime.synthesize import Product
 from ..runtime.views import merge_views, merged_label
+from .eval_extras import Prediction, extra_scores, shared_errors
 
 ROW_KEYS = ("subject", "target", "subset", "n_inputs", "protocol")
 
@@ -158,9 +149,9 @@ def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, pr
         brain = foreground_mask(truth)
         striping_axis = settings.striping_axis or config.slice_axis
         truth_striping = striping(truth, brain, SLICE_AXES[striping_axis]) if settings.views else None
-        shared = _shared_errors(results, truth, brain) if settings.uncertainty else {}
+        shared = shared_errors(results, truth, brain) if settings.uncertainty else {}
         for (view, subset), maps in results.items():
-            extra = _extra_scores(maps, truth, brain, view if settings.views else None, striping_axis, truth_striping)
+            extra = extra_scores(maps, truth, brain, view if settings.views else None, striping_axis, truth_striping)
             if settings.uncertainty:
                 extra["unc_shared_error"] = shared[(view, subset)]
             for protocol, scores in score_all(maps["synthesis"], truth, brain, lesion).items():
@@ -176,7 +167,6 @@ def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, pr
     return rows
 
 
-Prediction = dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]]  # (view, subset) -> {"synthesis": ..., ...}
 
 
 def _model_predictor(session: SynthesisSession, reporter: Reporter, settings: EvalSettings):
@@ -196,32 +186,6 @@ def _model_predictor(session: SynthesisSession, reporter: Reporter, settings: Ev
                 for view, results in per_view.items() for subset in subsets}
 
     return predict
-
-
-def _extra_scores(maps: dict[str, np.ndarray], truth: np.ndarray, brain: np.ndarray, view: str | None = None,
-                  striping_axis: str = "", truth_striping: float | None = None) -> dict:
-    """The view and its striping (with a view), and the uncertainty-error correlations (with an uncertainty map)."""
-    extra: dict = {}
-    if view is not None:
-        extra.update(view=view, striping_axis=striping_axis,
-                     striping=striping(maps["synthesis"], brain, SLICE_AXES[striping_axis]),
-                     striping_truth=truth_striping)
-    if "uncertainty" in maps:
-        correlation = uncertainty_correlation(maps["uncertainty"], maps["synthesis"], truth, brain)
-        extra.update(unc_pearson=correlation["pearson"], unc_spearman=correlation["spearman"],
-                     unc_blurred_error=correlation["blurred_error"])
-    return extra
-
-
-def _shared_errors(results: Prediction, truth: np.ndarray, brain: np.ndarray) -> dict:
-    """Per (view, subset), the Spearman of its |error| with the other subsets' of the same view (the reference
-    metrics.shared_error_spearman: how far the error's ranking is the true volume's, shared by every synthesis)."""
-    shared = {}
-    for view in dict.fromkeys(v for v, _ in results):
-        errors = {key: absolute_error(maps["synthesis"], truth, brain)
-                  for key, maps in results.items() if key[0] == view}
-        shared.update(shared_error_spearman(errors, brain))
-    return shared
 
 
 def _lesion_mask(subject, reference: Volume) -> np.ndarray | None:
