@@ -195,14 +195,13 @@ def absolute_error(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray) 
     return np.abs(_brain_units(prediction, mask) - _brain_units(truth, mask)) * mask
 
 
-def shared_error_spearman(errors: dict, mask: np.ndarray) -> dict:
+def shared_error_spearman(errors: dict[object, np.ndarray], mask: np.ndarray) -> dict[object, float]:
     """Per key, the mean Spearman correlation over the brain of its absolute error volume with each other key's
     (the same target synthesised from other input subsets); NaN with fewer than two keys or a constant error.
 
-    Where one synthesis errs, another from different inputs largely errs too when the cause is in the true volume
-    (noise, detail no input shows): this tells how far the ranking of the error is something the inputs could
-    reveal at all -- a reference for an uncertainty map's Spearman, from knowing another synthesis's error (not a
-    bound)."""
+    Where one synthesis errs, another from different inputs errs too when the cause is in the true volume (its
+    noise and slow drifts, detail none of the inputs shows) rather than in this synthesis: a reference for an
+    uncertainty map's Spearman, what knowing another synthesis's error would give (not a bound)."""
     ranks = {k: stats.rankdata(v[mask]) for k, v in errors.items() if np.ptp(v[mask]) > 0}
     shared = {}
     for key in errors:

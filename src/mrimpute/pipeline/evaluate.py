@@ -167,8 +167,6 @@ def _subject_rows(subject, session: SynthesisSession, settings: EvalSettings, pr
     return rows
 
 
-
-
 def _model_predictor(session: SynthesisSession, reporter: Reporter, settings: EvalSettings):
     """Synthesis of one target from several input subsets (and its uncertainty with settings.uncertainty), each
     input encoded once per batch of slices; along each of settings.views, plus their merge when there are several."""
